@@ -1,0 +1,192 @@
+//! The configuration: `file` mirrors `postern.toml` as written, `validate` turns it into the resolved [`Config`]
+//! below, collecting every problem with its file, line and column. Nothing here reads the process environment:
+//! secrets given as `{ env = "..." }` are looked up through the function the caller passes.
+
+pub mod file;
+mod net;
+mod validate;
+
+pub use net::IpRange;
+pub use validate::{from_text, load};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+use crate::secret::Secret;
+
+/// The resolved configuration: defaults applied, every value checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from.
+    pub source: PathBuf,
+    /// Listeners and the public URL.
+    pub server: ServerConfig,
+    /// The browser sign-in provider.
+    pub oidc: OidcConfig,
+    /// Sessions and cookies.
+    pub session: SessionConfig,
+    /// The signed identity assertion.
+    pub assertion: AssertionConfig,
+    /// The policy directory.
+    pub policies_dir: PathBuf,
+    /// Upstream defaults.
+    pub upstream: UpstreamConfig,
+    /// Bearer tokens.
+    pub bearer: BearerConfig,
+}
+
+/// `[server]`, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The URL people use; the redirect URI is this plus `/oauth2/callback`.
+    pub public_url: Url,
+    /// Plain HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificate and key files for the HTTPS listeners.
+    pub tls: Option<TlsFiles>,
+    /// The admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Time given to requests in flight at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// How Postern authenticates itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret.
+    SecretBasic,
+    /// Client id and secret in the form body.
+    SecretPost,
+}
+
+/// `[oidc]`, resolved.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer, exactly as tokens carry it.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret<String>,
+    /// How the secret is presented.
+    pub client_auth: ClientAuth,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// Extra trusted roots (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Least time between key refetches triggered by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+    /// Clock skew tolerated.
+    pub leeway: Duration,
+}
+
+/// `[session]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Cookie key material (at least 32 bytes); `None`: a random key at start, with a warning.
+    pub secret: Option<Secret<Vec<u8>>>,
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in.
+    pub max_lifetime: Duration,
+    /// Tokens are refreshed this long before they expire.
+    pub refresh_before: Duration,
+}
+
+/// `[assertion]`, resolved.
+#[derive(Debug, Clone)]
+pub struct AssertionConfig {
+    /// PEM PKCS#8 P-256 private key; `None`: a random key at start, with a warning.
+    pub signing_key: Option<Secret<String>>,
+    /// Lifetime of one assertion.
+    pub ttl: Duration,
+}
+
+/// `[upstream]`, resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Time for the upstream to start answering.
+    pub timeout: Duration,
+}
+
+/// `[bearer]`, resolved.
+#[derive(Debug, Clone)]
+pub struct BearerConfig {
+    /// Audiences accepted on the sign-in provider's tokens used as bearer tokens.
+    pub provider_audiences: Vec<String>,
+    /// Other trusted issuers.
+    pub issuers: Vec<BearerIssuer>,
+    /// Entries in the verified-token cache.
+    pub cache_size: u64,
+    /// Largest accepted `Authorization` header.
+    pub max_token_bytes: usize,
+}
+
+/// One trusted issuer of bearer tokens.
+#[derive(Debug, Clone)]
+pub struct BearerIssuer {
+    /// Exact `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Its key set; `None`: from discovery.
+    pub jwks_url: Option<Url>,
+    /// Accepted algorithms; empty: the asymmetric algorithms of each key's type.
+    pub algorithms: Vec<Algorithm>,
+    /// Extra trusted roots (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The redirect URI registered at the provider.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/oauth2/callback", self.public_origin())
+    }
+
+    /// `scheme://host[:port]` of the public URL, without a trailing slash.
+    pub fn public_origin(&self) -> String {
+        self.server.public_url.origin().ascii_serialization()
+    }
+
+    /// True when the public URL is HTTPS, so cookies can be `Secure` and `__Host-`.
+    pub fn public_is_https(&self) -> bool {
+        self.server.public_url.scheme() == "https"
+    }
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1`: the only hosts allowed over plain HTTP.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// True when `url` is `https`, or `http` to a loopback host (development only).
+pub fn is_secure_or_loopback(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host().as_ref().is_some_and(is_loopback_host),
+        _ => false,
+    }
+}

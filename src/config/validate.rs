@@ -1,0 +1,420 @@
+//! Raw file → resolved [`Config`]: defaults applied, every value checked, every problem collected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use toml::Spanned;
+use url::Url;
+
+use super::file::{FileConfig, SecretRef};
+use super::*;
+use crate::diag::{Diagnostics, Source};
+use crate::duration;
+
+/// Reads and checks the config file at `path`. `env` looks up environment variables for `{ env = "..." }`
+/// secrets. On success, also returns the warnings.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Diagnostics), Diagnostics> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => from_text(path, &text, env),
+        Err(e) => {
+            let mut d = Diagnostics::default();
+            d.file_error(path, format!("cannot read the config file: {e}"));
+            Err(d)
+        }
+    }
+}
+
+/// Checks config `text` as if read from `path` (relative paths inside it are relative to `path`'s directory).
+pub fn from_text(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Diagnostics), Diagnostics> {
+    let src = Source::new(path, text);
+    let raw: FileConfig = src.parse_toml().map_err(|d| Diagnostics(vec![d]))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut v = Validator { src: &src, base, env, out: Diagnostics::default() };
+    let config = v.config(raw);
+    if v.out.has_errors() { Err(v.out) } else { Ok((config, v.out)) }
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    base: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    out: Diagnostics,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.out.0.push(self.src.error(span, message));
+    }
+
+    fn warn(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.out.0.push(self.src.warning(span, message));
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn duration(&mut self, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(s) => match duration::parse(s.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(s.span(), e);
+                    default
+                }
+            },
+        }
+    }
+
+    fn socket_addrs(&mut self, values: &[Spanned<String>]) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for v in values {
+            match v.get_ref().parse::<SocketAddr>() {
+                Ok(a) => out.push(a),
+                Err(_) => self.error(
+                    v.span(),
+                    format!("\"{}\" is not a listen address; expected IP:PORT such as \"0.0.0.0:8443\" or \"[::]:8443\"", v.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn url(&mut self, value: &Spanned<String>, what: &str) -> Option<Url> {
+        match Url::parse(value.get_ref()) {
+            Ok(u) if u.host().is_some() && (u.scheme() == "https" || u.scheme() == "http") => Some(u),
+            _ => {
+                self.error(value.span(), format!("{what}: \"{}\" is not an absolute http(s) URL", value.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// A URL Postern will fetch keys or tokens from: HTTPS, or HTTP on a loopback host for development.
+    fn fetch_url(&mut self, value: &Spanned<String>, what: &str) -> Option<Url> {
+        let url = self.url(value, what)?;
+        if !is_secure_or_loopback(&url) {
+            self.error(
+                value.span(),
+                format!("{what} must use https:// (http:// is accepted only for a loopback host such as 127.0.0.1, for development)"),
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    fn secret(&mut self, value: &Spanned<SecretRef>, what: &str) -> Option<Vec<u8>> {
+        let r = value.get_ref();
+        match (&r.env, &r.file) {
+            (Some(name), None) => match (self.env)(name) {
+                Some(v) if !v.is_empty() => Some(v.into_bytes()),
+                _ => {
+                    self.error(value.span(), format!("{what}: the environment variable {name} is not set or is empty"));
+                    None
+                }
+            },
+            (None, Some(file)) => match std::fs::read(self.path(file)) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    self.error(value.span(), format!("{what}: cannot read {}: {e}", self.path(file).display()));
+                    None
+                }
+            },
+            _ => {
+                self.error(value.span(), format!("{what}: expected exactly one of {{ env = \"NAME\" }} or {{ file = \"path\" }}"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: FileConfig) -> Config {
+        let server = self.server(&raw.server);
+        let oidc = self.oidc(&raw.oidc);
+        let session = self.session(&raw.session);
+        let assertion = self.assertion(&raw.assertion);
+        let policies_dir = raw.policies.dir.as_ref().map(|d| self.path(d.get_ref())).unwrap_or_else(|| self.path("policies"));
+        let upstream = UpstreamConfig {
+            connect_timeout: self.duration(raw.upstream.connect_timeout.as_ref(), Duration::from_secs(5)),
+            timeout: self.duration(raw.upstream.timeout.as_ref(), Duration::from_secs(60)),
+        };
+        let bearer = self.bearer(&raw.bearer);
+        Config {
+            source: self.src.path.to_path_buf(),
+            server,
+            oidc,
+            session,
+            assertion,
+            policies_dir,
+            upstream,
+            bearer,
+        }
+    }
+
+    fn server(&mut self, raw: &file::ServerFile) -> ServerConfig {
+        let public_url = self.url(&raw.public_url, "public_url").unwrap_or_else(|| {
+            Url::parse("https://invalid.invalid").unwrap_or_else(|_| unreachable!("a constant URL parses"))
+        });
+        if public_url.scheme() == "http" && !public_url.host().as_ref().is_some_and(is_loopback_host) {
+            self.error(
+                raw.public_url.span(),
+                "public_url must be https:// (browsers only keep secure cookies over HTTPS); http:// is accepted only for a loopback host, for development",
+            );
+        }
+        if public_url.path() != "/" || public_url.query().is_some() {
+            self.error(raw.public_url.span(), "public_url must be an origin such as \"https://devtools.example.com\", without a path or query");
+        }
+        let listen = self.socket_addrs(&raw.listen);
+        let tls_listen = self.socket_addrs(&raw.tls_listen);
+        let tls = raw.tls.as_ref().map(|t| TlsFiles { cert: self.path(&t.get_ref().cert), key: self.path(&t.get_ref().key) });
+        if !tls_listen.is_empty() && tls.is_none() {
+            if let Some(first) = raw.tls_listen.first() {
+                self.error(first.span(), "tls_listen needs a certificate: add tls = { cert = \"tls.crt\", key = \"tls.key\" } to [server]");
+            }
+        }
+        if let (Some(t), true) = (&raw.tls, tls_listen.is_empty()) {
+            self.warn(t.span(), "tls is set but there is no tls_listen address, so it is not used");
+        }
+        if raw.listen.is_empty() && raw.tls_listen.is_empty() {
+            self.error(raw.public_url.span(), "[server] has no listener: add listen = [\"127.0.0.1:8080\"] or tls_listen = [\"0.0.0.0:8443\"]");
+        }
+        let admin_listen = raw.admin_listen.as_ref().and_then(|a| self.socket_addrs(std::slice::from_ref(a)).pop());
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.trusted_proxies {
+            match IpRange::parse(p.get_ref()) {
+                Ok(r) => trusted_proxies.push(r),
+                Err(e) => self.error(p.span(), e),
+            }
+        }
+        let shutdown_grace = self.duration(raw.shutdown_grace.as_ref(), Duration::from_secs(30));
+        ServerConfig { public_url, listen, tls_listen, tls, admin_listen, trusted_proxies, shutdown_grace }
+    }
+
+    fn oidc(&mut self, raw: &Spanned<file::OidcFile>) -> OidcConfig {
+        let r = raw.get_ref();
+        let issuer_url = self.fetch_url(&r.issuer, "issuer");
+        if let Some(u) = &issuer_url {
+            if u.query().is_some() || u.fragment().is_some() {
+                self.error(r.issuer.span(), "issuer must not have a query or fragment");
+            }
+        }
+        if r.client_id.get_ref().trim().is_empty() {
+            self.error(r.client_id.span(), "client_id must not be empty");
+        }
+        let client_secret = self
+            .secret(&r.client_secret, "client_secret")
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        let client_auth = match r.token_endpoint_auth.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("client_secret_basic") => ClientAuth::SecretBasic,
+            Some("client_secret_post") => ClientAuth::SecretPost,
+            Some(other) => {
+                if let Some(s) = &r.token_endpoint_auth {
+                    self.error(s.span(), format!("token_endpoint_auth \"{other}\": expected \"client_secret_basic\" or \"client_secret_post\""));
+                }
+                ClientAuth::SecretBasic
+            }
+        };
+        let scopes = match &r.scopes {
+            None => ["openid", "profile", "email", "offline_access"].map(String::from).to_vec(),
+            Some(s) => {
+                if !s.get_ref().iter().any(|x| x == "openid") {
+                    self.error(s.span(), "scopes must include \"openid\"");
+                }
+                s.get_ref().clone()
+            }
+        };
+        let ca_file = r.ca_file.as_ref().map(|f| self.path(f.get_ref()));
+        if let (Some(path), Some(spanned)) = (&ca_file, &r.ca_file) {
+            if let Err(e) = std::fs::metadata(path) {
+                self.error(spanned.span(), format!("ca_file: cannot read {}: {e}", path.display()));
+            }
+        }
+        OidcConfig {
+            // Kept exactly as written: it must equal the `iss` of every token, byte for byte.
+            issuer: r.issuer.get_ref().clone(),
+            client_id: r.client_id.get_ref().clone(),
+            client_secret: Secret::new(client_secret),
+            client_auth,
+            scopes,
+            ca_file,
+            jwks_refetch_interval: self.duration(r.jwks_refetch_interval.as_ref(), Duration::from_secs(300)),
+            leeway: self.duration(r.leeway.as_ref(), Duration::from_secs(60)),
+        }
+    }
+
+    fn session(&mut self, raw: &file::SessionFile) -> SessionConfig {
+        let secret = raw.secret.as_ref().and_then(|s| {
+            let bytes = self.secret(s, "session secret")?;
+            let key = decode_key_material(&bytes);
+            if key.len() < 32 {
+                self.error(s.span(), "session secret: need at least 32 bytes of key material; `postern keygen` writes a good one");
+                return None;
+            }
+            Some(Secret::new(key))
+        });
+        let idle_timeout = self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(8 * 3600));
+        let max_lifetime = self.duration(raw.max_lifetime.as_ref(), Duration::from_secs(24 * 3600));
+        if idle_timeout.is_zero() || max_lifetime.is_zero() {
+            if let Some(s) = raw.idle_timeout.as_ref().or(raw.max_lifetime.as_ref()) {
+                self.error(s.span(), "session timeouts must be longer than zero");
+            }
+        }
+        let refresh_before = self.duration(raw.refresh_before.as_ref(), Duration::from_secs(60));
+        SessionConfig { secret, idle_timeout, max_lifetime, refresh_before }
+    }
+
+    fn assertion(&mut self, raw: &file::AssertionFile) -> AssertionConfig {
+        let signing_key = raw.signing_key.as_ref().and_then(|f| match std::fs::read_to_string(self.path(f.get_ref())) {
+            Ok(pem) => Some(Secret::new(pem)),
+            Err(e) => {
+                self.error(f.span(), format!("signing_key: cannot read {}: {e}", self.path(f.get_ref()).display()));
+                None
+            }
+        });
+        let ttl = self.duration(raw.ttl.as_ref(), Duration::from_secs(300));
+        if ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30) {
+            if let Some(s) = &raw.ttl {
+                self.error(s.span(), "assertion ttl must be between 30s and 5m");
+            }
+        }
+        AssertionConfig { signing_key, ttl }
+    }
+
+    fn bearer(&mut self, raw: &file::BearerFile) -> BearerConfig {
+        let mut issuers = Vec::new();
+        for i in &raw.issuers {
+            self.fetch_url(&i.issuer, "bearer issuer");
+            if i.audiences.is_empty() {
+                self.error(i.issuer.span(), "a bearer issuer needs audiences = [\"...\"]: tokens meant for other services must not be accepted");
+            }
+            let jwks_url = i.jwks_url.as_ref().and_then(|u| self.fetch_url(u, "jwks_url"));
+            let mut algorithms = Vec::new();
+            for a in i.algorithms.iter().flatten() {
+                match parse_asymmetric_algorithm(a.get_ref()) {
+                    Ok(alg) => algorithms.push(alg),
+                    Err(e) => self.error(a.span(), e),
+                }
+            }
+            issuers.push(BearerIssuer {
+                issuer: i.issuer.get_ref().clone(),
+                audiences: i.audiences.iter().map(|a| a.get_ref().clone()).collect(),
+                jwks_url,
+                algorithms,
+                ca_file: i.ca_file.as_ref().map(|f| self.path(f.get_ref())),
+            });
+        }
+        BearerConfig {
+            provider_audiences: raw.audiences.iter().map(|a| a.get_ref().clone()).collect(),
+            issuers,
+            cache_size: raw.cache_size.as_ref().map(|s| *s.get_ref()).unwrap_or(100_000),
+            max_token_bytes: raw.max_token_bytes.as_ref().map(|s| *s.get_ref() as usize).unwrap_or(16 * 1024),
+        }
+    }
+}
+
+/// An algorithm name accepted in config: asymmetric only. `none` and HMAC are refused, since an HMAC "key"
+/// published by an issuer is a secret everyone can read.
+pub(crate) fn parse_asymmetric_algorithm(name: &str) -> Result<Algorithm, String> {
+    let alg = match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        other => {
+            return Err(format!(
+                "algorithm \"{other}\" is not accepted; expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+            ));
+        }
+    };
+    Ok(alg)
+}
+
+/// Key files hold base64 (what `postern keygen` writes); anything else is taken as raw bytes.
+pub(crate) fn decode_key_material(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .unwrap_or_else(|_| trimmed.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SECRET").then(|| "s3cret".to_string())
+    }
+
+    const GOOD: &str = r#"
+[server]
+public_url = "https://devtools.example.com"
+listen = ["127.0.0.1:8080"]
+
+[oidc]
+issuer = "https://login.example.com/tenant/v2.0"
+client_id = "abc"
+client_secret = { env = "SECRET" }
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let (c, warnings) = from_text(Path::new("/etc/postern/postern.toml"), GOOD, &env).unwrap();
+        assert!(warnings.0.is_empty());
+        assert_eq!(c.redirect_uri(), "https://devtools.example.com/oauth2/callback");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
+        assert_eq!(c.policies_dir, PathBuf::from("/etc/postern/policies"));
+        assert_eq!(c.oidc.client_secret.expose(), "s3cret");
+        assert_eq!(c.oidc.client_auth, ClientAuth::SecretBasic);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let text = GOOD
+            .replace("https://devtools.example.com", "http://devtools.example.com")
+            .replace("{ env = \"SECRET\" }", "{ env = \"MISSING\" }")
+            .replace("issuer = \"https://login", "issuer = \"http://login");
+        let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 3, "{text}");
+        assert!(text.contains("p.toml:3:14: error: public_url must be https://"), "{text}");
+        assert!(text.contains("MISSING is not set"), "{text}");
+        assert!(text.contains("issuer must use https://"), "{text}");
+        assert!(!text.contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = GOOD.replace("client_id = \"abc\"", "client_id = \"abc\"\nclient_sercet = 1");
+        let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err();
+        assert!(err.to_string().contains("p.toml:9:1: error: unknown field `client_sercet`"), "{err}");
+    }
+
+    #[test]
+    fn http_providers_are_accepted_only_on_loopback() {
+        let text = GOOD.replace("https://login.example.com/tenant/v2.0", "http://127.0.0.1:9000");
+        assert!(from_text(Path::new("p.toml"), &text, &env).is_ok());
+    }
+
+    #[test]
+    fn hmac_and_none_are_never_accepted_algorithms() {
+        assert!(parse_asymmetric_algorithm("HS256").is_err());
+        assert!(parse_asymmetric_algorithm("none").is_err());
+        assert_eq!(parse_asymmetric_algorithm("ES256"), Ok(Algorithm::ES256));
+    }
+}

@@ -1,0 +1,1 @@
+//! The development OpenID provider (being written).

@@ -1,0 +1,170 @@
+//! Policies: which routes exist, where they go, and who may pass. `load` compiles policy files (pure, every
+//! problem with its file, line and column); `eval` decides (pure: no I/O, no async). A deny is a [`Decision`],
+//! never an error.
+
+mod eval;
+mod load;
+pub mod model;
+pub mod path;
+
+pub use eval::{Decision, decide};
+pub use load::{load_dir, load_sources};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use url::Url;
+
+use crate::identity::Proof;
+
+/// A compiled set of policy files: routes indexed by host, then by path.
+#[derive(Debug, Default)]
+pub struct Policy {
+    routes: Vec<Arc<Route>>,
+    exact_hosts: HashMap<String, Vec<usize>>,
+    /// `(".example.com", routes)`, longest suffix first.
+    wildcard_hosts: Vec<(String, Vec<usize>)>,
+    any_host: Vec<usize>,
+    /// Every group id some rule names: the only groups worth sending upstream.
+    mentioned_groups: std::collections::HashSet<String>,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique name.
+    pub name: String,
+    /// Host pattern.
+    pub host: HostPattern,
+    /// Normalised path prefix.
+    pub path: String,
+    /// Methods covered; `None`: all.
+    pub methods: Option<Vec<Method>>,
+    /// Upstream base URL.
+    pub upstream: Url,
+    /// `scheme://host[:port]` of the upstream: the identity assertion's audience.
+    pub upstream_origin: String,
+    /// Keep the client's `Host`.
+    pub preserve_host: bool,
+    /// Time for the upstream to start answering (`None`: the config's default).
+    pub timeout: Option<Duration>,
+    /// Browser sessions accepted.
+    pub accepts_session: bool,
+    /// Bearer tokens accepted.
+    pub accepts_bearer: bool,
+    /// No sign-in needed.
+    pub public: bool,
+    /// Bearer audiences this route accepts (`None`: the issuer's).
+    pub audiences: Option<Vec<String>>,
+    /// Alternatives that allow.
+    pub allow: Vec<Rule>,
+    /// Alternatives that deny, checked first.
+    pub deny: Vec<Rule>,
+    /// Where the route is defined: `policies/gitlab.toml:12`.
+    pub location: String,
+}
+
+/// How a route's host is matched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// This host only (lower case, no port, no trailing dot).
+    Exact(String),
+    /// Any subdomain of this suffix: `*.example.com` is stored as `.example.com`.
+    Wildcard(String),
+    /// Any host.
+    Any,
+}
+
+/// One `allow` or `deny` entry: all conditions must hold.
+#[derive(Debug)]
+pub struct Rule {
+    /// `policies/gitlab.toml:14 allow[0]`: where it is written.
+    pub label: String,
+    /// The conditions, all of which must hold.
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition of a rule.
+#[derive(Debug)]
+pub enum Condition {
+    /// Any of these group ids.
+    Groups(Vec<String>),
+    /// Any of these subjects or object ids.
+    Users(Vec<String>),
+    /// Any of these app roles.
+    Roles(Vec<String>),
+    /// Any of these scopes.
+    Scopes(Vec<String>),
+    /// Any of these issuers.
+    Issuer(Vec<String>),
+    /// Any of these tenants.
+    Tenant(Vec<String>),
+    /// The claim's value (or one of its values, for an array claim) matches one of the patterns.
+    Claim {
+        /// Claim name.
+        name: String,
+        /// Exact values, or globs with `*`.
+        patterns: Vec<String>,
+    },
+    /// `amr` contains `mfa`.
+    Mfa,
+    /// Proven this way.
+    Auth(Proof),
+}
+
+impl Condition {
+    /// The condition's kind, as reason codes name it (`groups` → `groups-unauthorized`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Groups(_) => "groups",
+            Condition::Users(_) => "users",
+            Condition::Roles(_) => "roles",
+            Condition::Scopes(_) => "scopes",
+            Condition::Issuer(_) => "issuer",
+            Condition::Tenant(_) => "tenant",
+            Condition::Claim { .. } => "claims",
+            Condition::Mfa => "mfa",
+            Condition::Auth(_) => "auth",
+        }
+    }
+}
+
+impl Policy {
+    /// The route for a request: the most specific host (exact, then the longest wildcard, then any), then the
+    /// longest path prefix, among routes covering the method. `host` and `path` must be normalised.
+    pub fn route(&self, host: &str, path: &str, method: &Method) -> Option<&Arc<Route>> {
+        let pick = |candidates: &[usize]| {
+            candidates.iter().map(|&i| &self.routes[i]).find(|r| r.covers(path, method))
+        };
+        if let Some(found) = self.exact_hosts.get(host).and_then(|c| pick(c)) {
+            return Some(found);
+        }
+        for (suffix, candidates) in &self.wildcard_hosts {
+            if host.ends_with(suffix.as_str()) && host.len() > suffix.len() {
+                if let Some(found) = pick(candidates) {
+                    return Some(found);
+                }
+            }
+        }
+        pick(&self.any_host)
+    }
+
+    /// All routes, in load order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// True when some rule names this group id.
+    pub fn mentions_group(&self, id: &str) -> bool {
+        self.mentioned_groups.contains(id)
+    }
+}
+
+impl Route {
+    /// True when this route covers the (normalised) path and the method.
+    pub fn covers(&self, path: &str, method: &Method) -> bool {
+        path::has_path_prefix(path, &self.path) && self.methods.as_ref().is_none_or(|m| m.contains(method))
+    }
+}

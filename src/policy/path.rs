@@ -1,0 +1,173 @@
+//! Normalising request paths and hosts, so that the policy and the upstream see the same thing and
+//! `/admin` cannot be reached as `/%61dmin`, `//admin` or `/x/../admin`.
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits, or an encoded control character.
+    #[error("the path has an invalid percent-encoding")]
+    BadEncoding,
+    /// The path does not start with `/`.
+    #[error("the path must start with /")]
+    NotAbsolute,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Normalises a request path (without the query): percent-encoded unreserved characters are decoded, other
+/// percent-encodings are kept with upper-case hex, repeated slashes are merged and `.`/`..` segments resolved.
+/// Encoded control characters (`%00`–`%1F`, `%7F`) are refused.
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Pass 1: percent-decoding of unreserved characters only; reserved ones (such as %2F) keep their meaning.
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => (h, l),
+                _ => return Err(PathError::BadEncoding),
+            };
+            let value = h * 16 + l;
+            if value < 0x20 || value == 0x7f {
+                return Err(PathError::BadEncoding);
+            }
+            if is_unreserved(value) {
+                decoded.push(value as char);
+            } else {
+                decoded.push('%');
+                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
+                decoded.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+            }
+            i += 3;
+        } else {
+            if b < 0x20 || b == 0x7f {
+                return Err(PathError::BadEncoding);
+            }
+            // Safe to copy the UTF-8 sequence byte by byte: we only ever split at ASCII bytes.
+            let ch_len = utf8_len(b);
+            decoded.push_str(std::str::from_utf8(&bytes[i..(i + ch_len).min(bytes.len())]).map_err(|_| PathError::BadEncoding)?);
+            i += ch_len;
+        }
+    }
+    // Pass 2: segments.
+    let mut out: Vec<&str> = Vec::new();
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || (trailing_slash && !out.is_empty()) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+/// Normalises a host for matching: lower case, without a port and without a trailing dot.
+pub fn normalize_host(raw: &str) -> String {
+    let raw = raw.trim();
+    let host = if raw.starts_with('[') {
+        // [v6]:port
+        match raw.find(']') {
+            Some(end) => &raw[..=end],
+            None => raw,
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => raw,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// True when `path` equals `prefix` or continues it at a segment boundary (`/admin` covers `/admin/x`, not
+/// `/administrator`).
+pub fn has_path_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_forms_normalise_to_the_plain_path() {
+        for raw in ["/admin", "/%61dmin", "//admin", "/x/../admin", "/admin/./", "/./admin", "/%2e%2e/admin", "/a/b/../../admin"] {
+            let p = normalize_path(raw).unwrap();
+            assert!(p == "/admin" || p == "/admin/", "{raw} -> {p}");
+        }
+        assert_eq!(normalize_path("/../../etc").unwrap(), "/etc");
+        assert_eq!(normalize_path("/").unwrap(), "/");
+        assert_eq!(normalize_path("/a/").unwrap(), "/a/");
+    }
+
+    #[test]
+    fn reserved_encodings_keep_their_meaning() {
+        assert_eq!(normalize_path("/api/v4/projects/group%2fproject").unwrap(), "/api/v4/projects/group%2Fproject");
+        assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/café").unwrap(), "/café");
+    }
+
+    #[test]
+    fn broken_encodings_are_refused() {
+        assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEncoding));
+        assert_eq!(normalize_path("/a%2"), Err(PathError::BadEncoding));
+        assert_eq!(normalize_path("/a%00b"), Err(PathError::BadEncoding));
+        assert_eq!(normalize_path("a"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn hosts_lose_port_case_and_trailing_dot() {
+        assert_eq!(normalize_host("GitLab.Example.com.:443"), "gitlab.example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn prefixes_stop_at_segment_boundaries() {
+        assert!(has_path_prefix("/admin", "/admin"));
+        assert!(has_path_prefix("/admin/x", "/admin"));
+        assert!(has_path_prefix("/admin/x", "/admin/"));
+        assert!(!has_path_prefix("/administrator", "/admin"));
+        assert!(has_path_prefix("/anything", "/"));
+    }
+}
