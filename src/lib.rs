@@ -14,3 +14,7 @@ pub mod duration;
 pub mod identity;
 pub mod policy;
 pub mod secret;
+pub mod http_client;
+pub mod jwks;
+pub mod jwt;
+pub mod session;

@@ -42,3 +42,15 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
     }
 }
+
+/// `n` random bytes from the system's secure generator, base64url-encoded: session tickets, `state`, nonces,
+/// PKCE verifiers.
+pub fn random_token(n: usize) -> String {
+    use base64::Engine;
+    let mut bytes = vec![0u8; n];
+    // aws-lc's generator only fails if the OS cannot provide entropy, which leaves nothing safe to do.
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        std::process::abort();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -219,9 +219,9 @@ fn echo_page(
     let mut rows = String::new();
     for (name, value) in headers {
         let highlighted = name.starts_with("x-forwarded-") || name.starts_with("x-postern-");
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr{}><th scope=\"row\">{}</th><td>{}</td></tr>\n",
+            "<tr{}><th scope=\"row\">{}</th><td>{}</td></tr>",
             if highlighted {
                 " class=\"identity\""
             } else {
@@ -756,6 +756,7 @@ fn escape_html(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use hyper_util::client::legacy::Client;

@@ -1,1 +1,1533 @@
-//! The development OpenID provider (being written).
+//! The development OpenID provider: a real OpenID Connect provider, in-process, that signs real
+//! RS256 tokens with Entra ID–shaped claims. For development and tests only; never use it in
+//! production.
+//!
+//! It backs `postern demo` and the integration tests, which start many instances side by side,
+//! each on its own loopback port. It knows three users ([`USERS`]) and one client
+//! ([`DevProviderConfig`]), keeps everything in memory, and can be made to misbehave on purpose
+//! ([`Tamper`], [`Misbehaviour`]) so tests can prove that Postern refuses what it must.
+//!
+//! | endpoint | what it does |
+//! | --- | --- |
+//! | `GET /.well-known/openid-configuration` | discovery |
+//! | `GET /jwks` | the signing keys (current, and the previous one after a rotation) |
+//! | `GET /authorize` | code flow with PKCE (S256 only); a user picker page, or `login_hint=alice` to skip it |
+//! | `POST /token` | `authorization_code`, `refresh_token` (rotating), `client_credentials` |
+//! | `GET /userinfo` | the user's claims, for an access token it issued |
+//! | `GET /logout` | a signed-out page, or a redirect back to a loopback URL |
+//!
+//! It listens on loopback only, and never logs a token or the client secret.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{self, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use url::Url;
+
+use super::serve::{NotLoopback, ensure_loopback, serve};
+use crate::body::{Body, empty, full};
+
+/// Object id of the "eng" group (alice and bob are members).
+pub const GROUP_ENG: &str = "5b1c3d2e-0000-0000-0000-000000000001";
+
+/// Object id of the "admins" group (alice is a member).
+pub const GROUP_ADMINS: &str = "9e2a4f6b-0000-0000-0000-000000000002";
+
+/// Object id of the demo application itself: the `oid` of its app-only (client credentials) tokens.
+pub const DEMO_APP_OID: &str = "e5a1f3c9-64b2-4d87-b0e4-93c82d1a7f56";
+
+/// The app roles every app-only (client credentials) token carries.
+pub const DEMO_APP_ROLES: &[&str] = &["Deploy.Write"];
+
+/// A user the development provider can sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevUser {
+    /// Login name, as given in `login_hint` (`"alice"`).
+    pub name: &'static str,
+    /// Display name (the `name` claim).
+    pub display_name: &'static str,
+    /// E-mail address (the `email` and `preferred_username` claims).
+    pub email: &'static str,
+    /// Entra object id (the `oid` claim).
+    pub oid: &'static str,
+    /// Object ids of the groups the user belongs to (the `groups` claim).
+    pub groups: &'static [&'static str],
+}
+
+impl DevUser {
+    /// Whether this user signs in with multi-factor authentication (`amr` includes `"mfa"`).
+    pub fn uses_mfa(&self) -> bool {
+        self.name == "alice"
+    }
+}
+
+/// The users the development provider knows: alice (eng, admins, signs in with MFA), bob (eng)
+/// and carol (no groups).
+pub const USERS: &[DevUser] = &[
+    DevUser {
+        name: "alice",
+        display_name: "Alice Adams",
+        email: "alice@example.com",
+        oid: "2f6a1c84-93d7-4b0e-a5c2-7e18d9f04b61",
+        groups: &[GROUP_ENG, GROUP_ADMINS],
+    },
+    DevUser {
+        name: "bob",
+        display_name: "Bob Baker",
+        email: "bob@example.com",
+        oid: "7c3e9b12-5a48-4f6d-8e21-c0b4a7d39e85",
+        groups: &[GROUP_ENG],
+    },
+    DevUser {
+        name: "carol",
+        display_name: "Carol Chen",
+        email: "carol@example.com",
+        oid: "b94d07e3-1f6c-4a29-9d83-5e2a60c7f1d4",
+        groups: &[],
+    },
+];
+
+/// The user with login name `name`, if the provider knows one.
+pub fn find_user(name: &str) -> Option<&'static DevUser> {
+    USERS.iter().find(|user| user.name == name)
+}
+
+/// A readable name for a group object id, for pages.
+fn group_label(oid: &str) -> &str {
+    match oid {
+        GROUP_ENG => "eng",
+        GROUP_ADMINS => "admins",
+        other => other,
+    }
+}
+
+/// The one client the provider accepts, and its token settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DevProviderConfig {
+    /// The client (application) id; the `aud` of ID tokens.
+    pub client_id: String,
+    /// The client secret, for `client_secret_basic` or `client_secret_post`.
+    pub client_secret: String,
+    /// The tenant id (the `tid` claim).
+    pub tenant_id: String,
+    /// Lifetime of ID and access tokens.
+    pub id_token_ttl: Duration,
+    /// The `aud` of access tokens.
+    pub access_token_audience: String,
+}
+
+impl Default for DevProviderConfig {
+    fn default() -> Self {
+        DevProviderConfig {
+            client_id: "postern-demo".to_owned(),
+            client_secret: "demo-secret-not-for-production".to_owned(),
+            tenant_id: "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a".to_owned(),
+            id_token_ttl: Duration::from_secs(3600),
+            access_token_audience: "api://postern".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DevProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevProviderConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("tenant_id", &self.tenant_id)
+            .field("id_token_ttl", &self.id_token_ttl)
+            .field("access_token_audience", &self.access_token_audience)
+            .finish()
+    }
+}
+
+/// A deliberate defect in every ID token issued (by `/token` or [`DevProvider::mint_id_token`])
+/// until reset with [`Tamper::None`]. Each one is an attack or a bug Postern must refuse.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Tamper {
+    /// Tokens are issued correctly.
+    #[default]
+    None,
+    /// This JSON object is merged over the claims; a `null` value removes that claim.
+    Claims(Value),
+    /// The header says `"alg": "none"` and the signature is empty.
+    AlgNone,
+    /// The header says HS256 and the token is MACed with the provider's public key PEM as the
+    /// HMAC key (the classic RS256/HS256 confusion attack).
+    Hs256WithPublicKey,
+    /// A correct RS256 signature with one bit flipped.
+    BadSignature,
+    /// Signed by a key that is not in the JWKS, under the current key's `kid`.
+    ForeignKey,
+    /// Correctly signed, but the header has no `kid`.
+    NoKid,
+    /// Correctly signed by the current key, but the header's `kid` is `"unknown-kid"`.
+    UnknownKid,
+}
+
+/// A deliberate failure of one endpoint, until reset with [`Misbehaviour::None`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Misbehaviour {
+    /// Every endpoint behaves.
+    #[default]
+    None,
+    /// `/token` answers 500.
+    TokenEndpoint500,
+    /// `/token` answers 200 with a body that is not JSON.
+    TokenEndpointGarbage,
+    /// `/token` answers 400 `{"error":"invalid_grant"}`.
+    TokenEndpointError,
+    /// `/jwks` answers 200 with a body that is not JSON.
+    JwksGarbage,
+    /// Discovery answers 503.
+    DiscoveryDown,
+}
+
+/// Why the development provider could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevProviderError {
+    /// The listener is not on a loopback address.
+    #[error(transparent)]
+    NotLoopback(#[from] NotLoopback),
+    /// The listener's address could not be read.
+    #[error("the development provider's listener has no usable address: {0}")]
+    Io(#[from] std::io::Error),
+    /// Generating the RSA signing key failed.
+    #[error("the development provider could not generate its RSA signing key")]
+    KeyGeneration,
+}
+
+/// How long an authorization code may be redeemed.
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long a refresh token stays valid.
+const REFRESH_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest `/token` request body accepted.
+const MAX_FORM_BODY: usize = 64 * 1024;
+
+/// The banner on every page the provider shows.
+const BANNER: &str = "Development OpenID provider — for development only, never use in production";
+
+/// A running development OpenID provider. Cloning gives another handle to the same provider.
+#[derive(Clone)]
+pub struct DevProvider {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for DevProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevProvider")
+            .field("issuer", &self.inner.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: DevProviderConfig,
+    addr: SocketAddr,
+    issuer: String,
+    state: Mutex<State>,
+    /// A key that is never published, for [`Tamper::ForeignKey`]; made on first use.
+    foreign_key: OnceLock<Option<Arc<SigningKey>>>,
+    jwks_requests: AtomicUsize,
+    token_requests: AtomicUsize,
+}
+
+struct State {
+    /// Published keys, newest last; the last one signs.
+    keys: Vec<Arc<SigningKey>>,
+    tamper: Tamper,
+    misbehaviour: Misbehaviour,
+    codes: HashMap<String, PendingCode>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+}
+
+impl State {
+    fn current_key(&self) -> Option<Arc<SigningKey>> {
+        self.keys.last().cloned()
+    }
+}
+
+/// One sign-in: who, for which client, with which scopes.
+#[derive(Debug, Clone)]
+struct SignIn {
+    client_id: String,
+    user: &'static DevUser,
+    scope: String,
+    sid: String,
+    auth_time: u64,
+}
+
+struct PendingCode {
+    sign_in: SignIn,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    expires: Instant,
+}
+
+struct RefreshGrant {
+    sign_in: SignIn,
+    expires: Instant,
+}
+
+struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+    /// The RFC 8017 `RSAPublicKey` DER, to verify our own access tokens at `/userinfo`.
+    public_der: Vec<u8>,
+    /// Modulus and exponent, base64url without padding, as the JWKS wants them.
+    n: String,
+    e: String,
+    pem: String,
+}
+
+fn generate_key() -> Result<SigningKey, DevProviderError> {
+    let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| DevProviderError::KeyGeneration)?;
+    let kid = random_token(9).ok_or(DevProviderError::KeyGeneration)?;
+    let public = pair.public_key();
+    let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+    let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+    let public_der = public.as_ref().to_vec();
+    let spki: PublicKeyX509Der<'static> = public.as_der().map_err(|_| DevProviderError::KeyGeneration)?;
+    let pem = pem_wrap("PUBLIC KEY", spki.as_ref());
+    Ok(SigningKey { kid, pair, public_der, n, e, pem })
+}
+
+fn pem_wrap(label: &str, der: &[u8]) -> String {
+    let encoded = STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    let _ = writeln!(pem, "-----END {label}-----");
+    pem
+}
+
+impl DevProvider {
+    /// Starts the provider on `listener`, which must be bound to a loopback address, and serves
+    /// until `shutdown` completes. Generates a fresh RSA signing key first.
+    pub async fn start(
+        listener: TcpListener,
+        config: DevProviderConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<DevProvider, DevProviderError> {
+        let addr = listener.local_addr()?;
+        ensure_loopback(addr)?;
+        let key = tokio::task::spawn_blocking(generate_key)
+            .await
+            .map_err(|_| DevProviderError::KeyGeneration)??;
+        let provider = DevProvider {
+            inner: Arc::new(Inner {
+                config,
+                addr,
+                issuer: format!("http://{addr}"),
+                state: Mutex::new(State {
+                    keys: vec![Arc::new(key)],
+                    tamper: Tamper::None,
+                    misbehaviour: Misbehaviour::None,
+                    codes: HashMap::new(),
+                    refresh_tokens: HashMap::new(),
+                }),
+                foreign_key: OnceLock::new(),
+                jwks_requests: AtomicUsize::new(0),
+                token_requests: AtomicUsize::new(0),
+            }),
+        };
+        let server = provider.clone();
+        let handler = move |request: Request<Incoming>| {
+            let provider = server.clone();
+            async move { provider.handle(request).await }
+        };
+        tokio::spawn(serve(listener, handler, shutdown));
+        tracing::info!(issuer = %provider.inner.issuer, "development OpenID provider started (for development only)");
+        Ok(provider)
+    }
+
+    /// The issuer, `http://127.0.0.1:PORT` without a trailing slash; also the base URL of every
+    /// endpoint.
+    pub fn issuer(&self) -> String {
+        self.inner.issuer.clone()
+    }
+
+    /// The address the provider listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The configuration the provider was started with.
+    pub fn config(&self) -> &DevProviderConfig {
+        &self.inner.config
+    }
+
+    /// Makes every ID token issued from now on defective in the given way ([`Tamper::None`]
+    /// restores correct tokens).
+    pub fn set_tamper(&self, tamper: Tamper) {
+        self.state().tamper = tamper;
+    }
+
+    /// Makes one endpoint fail from now on ([`Misbehaviour::None`] restores it).
+    pub fn set_misbehaviour(&self, misbehaviour: Misbehaviour) {
+        self.state().misbehaviour = misbehaviour;
+    }
+
+    /// Generates a new RSA key with a new `kid` and signs with it from now on; the JWKS lists the
+    /// new key and the previous one. Returns the new `kid`.
+    ///
+    /// Blocks while the key is generated (tens of milliseconds). Should generation fail, which
+    /// it does not in practice, the current key stays and its `kid` is returned.
+    pub fn rotate_signing_key(&self) -> String {
+        match generate_key() {
+            Ok(key) => {
+                let kid = key.kid.clone();
+                let mut state = self.state();
+                state.keys.push(Arc::new(key));
+                let excess = state.keys.len().saturating_sub(2);
+                state.keys.drain(..excess);
+                kid
+            }
+            Err(error) => {
+                tracing::error!(%error, "development provider: key rotation failed; keeping the current key");
+                self.current_kid()
+            }
+        }
+    }
+
+    /// Stops publishing every key but the current one.
+    pub fn retire_old_keys(&self) {
+        let mut state = self.state();
+        let excess = state.keys.len().saturating_sub(1);
+        state.keys.drain(..excess);
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn current_kid(&self) -> String {
+        self.state()
+            .current_key()
+            .map(|key| key.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// An ID token for the user with login name `user`, as `/token` would issue it after a
+    /// sign-in (without a `nonce`), with `extra_claims` (a JSON object) merged over the claims; a
+    /// `null` value removes that claim. The current [`Tamper`] applies.
+    ///
+    /// A login name the provider does not know gets a made-up user with no groups, so tests can
+    /// mint tokens for strangers.
+    pub fn mint_id_token(&self, user: &str, extra_claims: Value) -> String {
+        let sid = random_token(16).unwrap_or_else(|| "dev-session".to_owned());
+        let mut claims = match find_user(user) {
+            Some(known) => self.id_token_claims(&Person::from(known), None, &sid, now()),
+            None => {
+                let stranger = Stranger::new(user);
+                self.id_token_claims(&stranger.as_person(), None, &sid, now())
+            }
+        };
+        merge(&mut claims, &extra_claims);
+        self.encode_id_token(claims)
+    }
+
+    /// An access token (a JWT signed by the current key, never tampered with) with `iss`,
+    /// `aud` = the configured access-token audience, `iat`, `nbf`, `exp`, and `subject_claims`
+    /// (a JSON object) merged over them; a `null` value removes that claim.
+    pub fn mint_access_token(&self, subject_claims: Value) -> String {
+        let now = now();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("aud".into(), json!(self.inner.config.access_token_audience));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        claims.insert("exp".into(), json!(now + self.ttl_secs()));
+        merge(&mut claims, &subject_claims);
+        self.sign_access_token(claims)
+    }
+
+    /// The current signing key's public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub fn public_key_pem(&self) -> String {
+        self.state()
+            .current_key()
+            .map(|key| key.pem.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many requests `/jwks` has received.
+    pub fn jwks_requests(&self) -> usize {
+        self.inner.jwks_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many requests `/token` has received.
+    pub fn token_requests(&self) -> usize {
+        self.inner.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// The pairwise `sub` the provider gives the user with object id `oid` in tokens for this
+    /// provider's client.
+    pub fn subject_for(&self, oid: &str) -> String {
+        pairwise_subject(oid, &self.inner.config.client_id)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters to a development provider; keep serving.
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        self.inner.config.id_token_ttl.as_secs()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens
+
+    fn id_token_claims(&self, person: &Person<'_>, nonce: Option<&str>, sid: &str, auth_time: u64) -> Map<String, Value> {
+        let config = &self.inner.config;
+        let now = now();
+        let amr: &[&str] = if person.mfa { &["pwd", "mfa"] } else { &["pwd"] };
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("sub".into(), json!(pairwise_subject(person.oid, &config.client_id)));
+        claims.insert("aud".into(), json!(config.client_id));
+        claims.insert("exp".into(), json!(now + self.ttl_secs()));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        if let Some(nonce) = nonce {
+            claims.insert("nonce".into(), json!(nonce));
+        }
+        claims.insert("auth_time".into(), json!(auth_time));
+        claims.insert("tid".into(), json!(config.tenant_id));
+        claims.insert("oid".into(), json!(person.oid));
+        claims.insert("preferred_username".into(), json!(person.email));
+        claims.insert("email".into(), json!(person.email));
+        claims.insert("name".into(), json!(person.display_name));
+        claims.insert("groups".into(), json!(person.groups));
+        claims.insert("ver".into(), json!("2.0"));
+        claims.insert("amr".into(), json!(amr));
+        claims.insert("sid".into(), json!(sid));
+        claims
+    }
+
+    /// The access token `/token` issues with a user's sign-in.
+    fn user_access_token(&self, sign_in: &SignIn) -> String {
+        let config = &self.inner.config;
+        let user = sign_in.user;
+        let scp: Vec<&str> = sign_in
+            .scope
+            .split(' ')
+            .filter(|scope| !scope.is_empty() && !OIDC_SCOPES.contains(scope))
+            .collect();
+        let scp = if scp.is_empty() { "access_as_user".to_owned() } else { scp.join(" ") };
+        self.mint_access_token(json!({
+            "sub": pairwise_subject(user.oid, &config.client_id),
+            "oid": user.oid,
+            "tid": config.tenant_id,
+            "azp": config.client_id,
+            "scp": scp,
+            "name": user.display_name,
+            "preferred_username": user.email,
+            "groups": user.groups,
+            "sid": sign_in.sid,
+            "ver": "2.0",
+        }))
+    }
+
+    fn sign_access_token(&self, claims: Map<String, Value>) -> String {
+        let Some(key) = self.state().current_key() else {
+            return String::new();
+        };
+        let header = json!({ "alg": "RS256", "typ": "JWT", "kid": key.kid });
+        let input = signing_input(&header, &claims);
+        let signature = rs256(&key, &input);
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// Signs ID token claims, applying the current [`Tamper`].
+    fn encode_id_token(&self, mut claims: Map<String, Value>) -> String {
+        let (tamper, key) = {
+            let state = self.state();
+            (state.tamper.clone(), state.current_key())
+        };
+        let Some(key) = key else {
+            return String::new();
+        };
+        let rs256_header = |kid: Option<&str>| match kid {
+            Some(kid) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
+            None => json!({ "alg": "RS256", "typ": "JWT" }),
+        };
+        let signed = |header: Value, claims: &Map<String, Value>, key: &SigningKey, corrupt: bool| {
+            let input = signing_input(&header, claims);
+            let mut signature = rs256(key, &input);
+            if corrupt && let Some(last) = signature.last_mut() {
+                *last ^= 0x01;
+            }
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
+        match tamper {
+            Tamper::None => signed(rs256_header(Some(&key.kid)), &claims, &key, false),
+            Tamper::Claims(overrides) => {
+                merge(&mut claims, &overrides);
+                signed(rs256_header(Some(&key.kid)), &claims, &key, false)
+            }
+            Tamper::AlgNone => {
+                let header = json!({ "alg": "none", "typ": "JWT", "kid": key.kid });
+                format!("{}.", signing_input(&header, &claims))
+            }
+            Tamper::Hs256WithPublicKey => {
+                let header = json!({ "alg": "HS256", "typ": "JWT", "kid": key.kid });
+                let input = signing_input(&header, &claims);
+                let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.pem.as_bytes());
+                let tag = aws_lc_rs::hmac::sign(&mac_key, input.as_bytes());
+                format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+            }
+            Tamper::BadSignature => signed(rs256_header(Some(&key.kid)), &claims, &key, true),
+            Tamper::ForeignKey => {
+                let foreign = self
+                    .inner
+                    .foreign_key
+                    .get_or_init(|| generate_key().ok().map(Arc::new))
+                    .clone();
+                match foreign {
+                    Some(foreign) => signed(rs256_header(Some(&key.kid)), &claims, &foreign, false),
+                    // Without a foreign key, a corrupted signature is the closest defect.
+                    None => signed(rs256_header(Some(&key.kid)), &claims, &key, true),
+                }
+            }
+            Tamper::NoKid => signed(rs256_header(None), &claims, &key, false),
+            Tamper::UnknownKid => signed(rs256_header(Some("unknown-kid")), &claims, &key, false),
+        }
+    }
+
+    /// The claims of an access token this provider signed and that has not expired.
+    fn verify_own_token(&self, token: &str) -> Option<Map<String, Value>> {
+        let mut parts = token.split('.');
+        let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        if header.get("alg")? != "RS256" {
+            return None;
+        }
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let input = &token[..header_and_claims_len(token)?];
+        let keys = self.state().keys.clone();
+        let verified = keys.iter().any(|key| {
+            signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &key.public_der)
+                .verify(input.as_bytes(), &signature)
+                .is_ok()
+        });
+        if !verified {
+            return None;
+        }
+        let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        let unexpired = claims.get("exp").and_then(Value::as_u64).is_some_and(|exp| exp > now());
+        let ours = claims.get("iss").and_then(Value::as_str) == Some(self.inner.issuer.as_str());
+        (unexpired && ours).then_some(claims)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // HTTP
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let method = request.method().clone();
+        let get = method == Method::GET || method == Method::HEAD;
+        match request.uri().path() {
+            "/.well-known/openid-configuration" if get => self.discovery(),
+            "/jwks" if get => self.jwks(),
+            "/authorize" if get => self.authorize(&request),
+            "/token" if method == Method::POST => self.token(request).await,
+            "/userinfo" if get || method == Method::POST => self.userinfo(request.headers()),
+            "/logout" if get => self.logout(&request),
+            "/.well-known/openid-configuration" | "/jwks" | "/authorize" | "/logout" => method_not_allowed("GET, HEAD"),
+            "/token" => method_not_allowed("POST"),
+            "/userinfo" => method_not_allowed("GET, HEAD, POST"),
+            _ => html_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                &format!(
+                    "<h1>Not found</h1><p>The development provider has no page here. Its discovery document is at \
+                     <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a>.</p>\
+                     <p class=\"muted\">Issuer: <code>{}</code></p>",
+                    escape_html(&self.inner.issuer)
+                ),
+            ),
+        }
+    }
+
+    fn discovery(&self) -> Response<Body> {
+        if self.state().misbehaviour == Misbehaviour::DiscoveryDown {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": "temporarily_unavailable", "error_description": "discovery is down (Misbehaviour::DiscoveryDown)" }),
+            );
+        }
+        let issuer = &self.inner.issuer;
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "jwks_uri": format!("{issuer}/jwks"),
+                "userinfo_endpoint": format!("{issuer}/userinfo"),
+                "end_session_endpoint": format!("{issuer}/logout"),
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "code_challenge_methods_supported": ["S256"],
+                "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "claims_supported": [
+                    "iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "auth_time", "tid", "oid",
+                    "preferred_username", "email", "name", "groups", "ver", "amr", "sid"
+                ],
+                "request_uri_parameter_supported": false,
+                "tenant_region_scope": null,
+            }),
+        )
+    }
+
+    fn jwks(&self) -> Response<Body> {
+        self.inner.jwks_requests.fetch_add(1, Ordering::Relaxed);
+        let (misbehaviour, keys) = {
+            let state = self.state();
+            (state.misbehaviour, state.keys.clone())
+        };
+        if misbehaviour == Misbehaviour::JwksGarbage {
+            return garbage();
+        }
+        // The signing key first: some clients try keys in order.
+        let keys: Vec<Value> = keys
+            .iter()
+            .rev()
+            .map(|key| json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e }))
+            .collect();
+        json_response(StatusCode::OK, &json!({ "keys": keys }))
+    }
+
+    // ---- /authorize
+
+    fn authorize(&self, request: &Request<Incoming>) -> Response<Body> {
+        let params = Params::parse(request.uri().query().unwrap_or(""));
+        let config = &self.inner.config;
+
+        // Until client_id and redirect_uri check out, errors go on a page: redirecting to an
+        // unverified URI would make this an open redirector.
+        for name in ["client_id", "redirect_uri"] {
+            if params.is_repeated(name) {
+                return authorize_error_page(&format!("The <code>{name}</code> parameter was given more than once."));
+            }
+        }
+        match params.get("client_id") {
+            None => return authorize_error_page("The request has no <code>client_id</code>."),
+            Some(client_id) if client_id != config.client_id => {
+                return authorize_error_page(&format!(
+                    "Unknown <code>client_id</code> <code>{}</code>; this provider knows only <code>{}</code>.",
+                    escape_html(client_id),
+                    escape_html(&config.client_id)
+                ));
+            }
+            Some(_) => {}
+        }
+        let Some(redirect_raw) = params.get("redirect_uri") else {
+            return authorize_error_page("The request has no <code>redirect_uri</code>.");
+        };
+        let redirect_uri = match check_redirect_uri(redirect_raw) {
+            Ok(url) => url,
+            Err(why) => {
+                return authorize_error_page(&format!(
+                    "The <code>redirect_uri</code> <code>{}</code> is not acceptable: {why}",
+                    escape_html(redirect_raw)
+                ));
+            }
+        };
+
+        // From here on, errors go back to the client.
+        let state = params.get("state");
+        let fail = |error: &str, description: &str| error_redirect(&redirect_uri, error, description, state);
+        if let Some(repeated) = params.repeated() {
+            return fail("invalid_request", &format!("parameter {repeated} was given more than once"));
+        }
+        match params.get("response_type") {
+            Some("code") => {}
+            Some(_) => return fail("unsupported_response_type", "only response_type=code is supported"),
+            None => return fail("invalid_request", "response_type is missing"),
+        }
+        let scope = params.get("scope").unwrap_or("");
+        if !scope.split(' ').any(|s| s == "openid") {
+            return fail("invalid_scope", "the scope must include openid");
+        }
+        let Some(code_challenge) = params.get("code_challenge") else {
+            return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
+        };
+        if params.get("code_challenge_method") != Some("S256") {
+            return fail("invalid_request", "only code_challenge_method=S256 is supported (plain is refused)");
+        }
+        if code_challenge.len() != 43 || !code_challenge.bytes().all(is_base64url_byte) {
+            return fail("invalid_request", "code_challenge must be BASE64URL(SHA256(code_verifier)), 43 characters");
+        }
+        let prompt: Vec<&str> = params.get("prompt").unwrap_or("").split(' ').filter(|p| !p.is_empty()).collect();
+        if prompt.contains(&"none") && prompt.len() > 1 {
+            return fail("invalid_request", "prompt=none cannot be combined with other prompt values");
+        }
+
+        let user = params.get("login_hint").and_then(find_user);
+        let Some(user) = user else {
+            // The provider keeps no session of its own, so without a user named there is nobody
+            // signed in to answer a silent request for.
+            if prompt.contains(&"none") {
+                return fail("login_required", "no user is signed in; send login_hint to choose one");
+            }
+            return self.picker_page(&params, redirect_raw);
+        };
+
+        let (Some(code), Some(sid)) = (random_token(32), random_token(16)) else {
+            return fail("server_error", "the provider could not generate a random code");
+        };
+        let pending = PendingCode {
+            sign_in: SignIn {
+                client_id: config.client_id.clone(),
+                user,
+                scope: scope.to_owned(),
+                sid,
+                auth_time: now(),
+            },
+            redirect_uri: redirect_raw.to_owned(),
+            code_challenge: code_challenge.to_owned(),
+            nonce: params.get("nonce").map(str::to_owned),
+            expires: Instant::now() + CODE_LIFETIME,
+        };
+        {
+            let mut state = self.state();
+            let now = Instant::now();
+            state.codes.retain(|_, pending| pending.expires > now);
+            state.codes.insert(code.clone(), pending);
+        }
+        let mut location = redirect_uri;
+        {
+            let mut query = location.query_pairs_mut();
+            query.append_pair("code", &code);
+            if let Some(state) = state {
+                query.append_pair("state", state);
+            }
+        }
+        redirect(location.as_str())
+    }
+
+    fn picker_page(&self, params: &Params, redirect_uri: &str) -> Response<Body> {
+        let mut hidden = String::new();
+        for (name, value) in &params.pairs {
+            if name != "login_hint" {
+                let _ = write!(
+                    hidden,
+                    "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                    escape_html(name),
+                    escape_html(value)
+                );
+            }
+        }
+        let mut users = String::new();
+        for user in USERS {
+            let groups = if user.groups.is_empty() {
+                "no groups".to_owned()
+            } else {
+                user.groups
+                    .iter()
+                    .map(|group| format!("<code title=\"{0}\">{1}</code>", escape_html(group), escape_html(group_label(group))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mfa = if user.uses_mfa() { "password and MFA" } else { "password only" };
+            let _ = write!(
+                users,
+                "<li><button type=\"submit\" name=\"login_hint\" value=\"{name}\" aria-describedby=\"about-{name}\">\
+                 Sign in as {display}</button>\
+                 <p id=\"about-{name}\" class=\"muted\">{email} &middot; groups: {groups} &middot; signs in with {mfa}</p></li>",
+                name = escape_html(user.name),
+                display = escape_html(user.display_name),
+                email = escape_html(user.email),
+            );
+        }
+        let unknown_hint = match params.get("login_hint") {
+            Some(hint) => format!(
+                "<p role=\"status\">There is no user called <code>{}</code>; choose one of these.</p>",
+                escape_html(hint)
+            ),
+            None => String::new(),
+        };
+        html_page(
+            StatusCode::OK,
+            "Choose a user",
+            &format!(
+                "<h1>Choose a user to sign in as</h1>{unknown_hint}\
+                 <p>The application <code>{client}</code> asks you to sign in; you will be sent back to \
+                 <code>{redirect}</code>. No password is needed: these are made-up users.</p>\
+                 <form method=\"get\" action=\"/authorize\">{hidden}<ul class=\"users\">{users}</ul></form>",
+                client = escape_html(&self.inner.config.client_id),
+                redirect = escape_html(redirect_uri),
+            ),
+        )
+    }
+
+    // ---- /token
+
+    async fn token(&self, request: Request<Incoming>) -> Response<Body> {
+        self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
+        match self.state().misbehaviour {
+            Misbehaviour::TokenEndpoint500 => {
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({ "error": "server_error", "error_description": "Misbehaviour::TokenEndpoint500" }),
+                );
+            }
+            Misbehaviour::TokenEndpointGarbage => return garbage(),
+            Misbehaviour::TokenEndpointError => {
+                return token_error(TokenError::InvalidGrant("Misbehaviour::TokenEndpointError".into()));
+            }
+            Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown => {}
+        }
+        match self.token_inner(request).await {
+            Ok(body) => {
+                let mut response = json_response(StatusCode::OK, &body);
+                response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                response
+            }
+            Err(error) => token_error(error),
+        }
+    }
+
+    async fn token_inner(&self, request: Request<Incoming>) -> Result<Value, TokenError> {
+        let (parts, body) = request.into_parts();
+        let form_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(|value| value.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if form_type != Some(true) {
+            return Err(TokenError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let declared_length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared_length.is_some_and(|length| length > MAX_FORM_BODY as u64) {
+            return Err(TokenError::TooLarge);
+        }
+        let body = match Limited::new(body, MAX_FORM_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return Err(TokenError::TooLarge),
+            Err(_) => return Err(TokenError::InvalidRequest("the request body could not be read".into())),
+        };
+        let Ok(body) = std::str::from_utf8(&body) else {
+            return Err(TokenError::InvalidRequest("the request body is not UTF-8".into()));
+        };
+        let form = Params::parse(body);
+        if let Some(repeated) = form.repeated() {
+            return Err(TokenError::InvalidRequest(format!("parameter {repeated} was given more than once")));
+        }
+        let client_id = self.authenticate_client(&parts.headers, &form)?;
+        match form.get("grant_type") {
+            Some("authorization_code") => self.authorization_code_grant(&client_id, &form),
+            Some("refresh_token") => self.refresh_token_grant(&client_id, &form),
+            Some("client_credentials") => Ok(self.client_credentials_grant(&client_id, &form)),
+            Some(_) => Err(TokenError::UnsupportedGrantType),
+            None => Err(TokenError::InvalidRequest("grant_type is missing".into())),
+        }
+    }
+
+    /// Checks the client's credentials (RFC 6749 section 2.3.1) and returns its id.
+    fn authenticate_client(&self, headers: &HeaderMap, form: &Params) -> Result<String, TokenError> {
+        let config = &self.inner.config;
+        let (client_id, secret) = match headers.get(header::AUTHORIZATION) {
+            Some(authorization) => {
+                if form.get("client_secret").is_some() {
+                    return Err(TokenError::InvalidRequest(
+                        "use one client authentication method, not both Basic and client_secret".into(),
+                    ));
+                }
+                let (id, secret) = parse_basic(authorization).ok_or(TokenError::InvalidClient)?;
+                if form.get("client_id").is_some_and(|form_id| form_id != id) {
+                    return Err(TokenError::InvalidClient);
+                }
+                (id, secret)
+            }
+            None => match (form.get("client_id"), form.get("client_secret")) {
+                (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+                _ => return Err(TokenError::InvalidClient),
+            },
+        };
+        let id_ok = client_id == config.client_id;
+        let secret_ok =
+            aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), config.client_secret.as_bytes()).is_ok();
+        if id_ok && secret_ok { Ok(client_id) } else { Err(TokenError::InvalidClient) }
+    }
+
+    fn authorization_code_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
+        let missing = |name: &str| TokenError::InvalidRequest(format!("{name} is missing"));
+        let code = form.get("code").ok_or_else(|| missing("code"))?;
+        let redirect_uri = form.get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
+        let verifier = form.get("code_verifier").ok_or_else(|| missing("code_verifier (PKCE is required)"))?;
+        // Removed before any check: a code is good for one attempt, whatever its outcome.
+        let pending = self
+            .state()
+            .codes
+            .remove(code)
+            .ok_or_else(|| TokenError::InvalidGrant("the code is unknown or was already used".into()))?;
+        if pending.expires <= Instant::now() {
+            return Err(TokenError::InvalidGrant("the code has expired".into()));
+        }
+        if pending.sign_in.client_id != client_id {
+            return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
+        }
+        if pending.redirect_uri != redirect_uri {
+            return Err(TokenError::InvalidGrant("redirect_uri differs from the one sent to /authorize".into()));
+        }
+        if !pkce_matches(verifier, &pending.code_challenge) {
+            return Err(TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()));
+        }
+        self.user_tokens(&pending.sign_in, pending.nonce.as_deref())
+    }
+
+    fn refresh_token_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
+        let token = form
+            .get("refresh_token")
+            .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+        // Rotation: the presented token is spent whatever happens next.
+        let grant = self
+            .state()
+            .refresh_tokens
+            .remove(token)
+            .ok_or_else(|| TokenError::InvalidGrant("the refresh token is unknown or was already used".into()))?;
+        if grant.expires <= Instant::now() {
+            return Err(TokenError::InvalidGrant("the refresh token has expired".into()));
+        }
+        if grant.sign_in.client_id != client_id {
+            return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
+        }
+        self.user_tokens(&grant.sign_in, None)
+    }
+
+    /// The token response for a user's sign-in: ID token, access token, and a refresh token
+    /// when `offline_access` was granted.
+    fn user_tokens(&self, sign_in: &SignIn, nonce: Option<&str>) -> Result<Value, TokenError> {
+        let claims = self.id_token_claims(&Person::from(sign_in.user), nonce, &sign_in.sid, sign_in.auth_time);
+        let mut body = json!({
+            "access_token": self.user_access_token(sign_in),
+            "token_type": "Bearer",
+            "expires_in": self.ttl_secs(),
+            "id_token": self.encode_id_token(claims),
+            "scope": sign_in.scope,
+        });
+        if sign_in.scope.split(' ').any(|scope| scope == "offline_access") {
+            let refresh = random_token(32).ok_or(TokenError::ServerError)?;
+            let mut state = self.state();
+            let now = Instant::now();
+            state.refresh_tokens.retain(|_, grant| grant.expires > now);
+            state.refresh_tokens.insert(
+                refresh.clone(),
+                RefreshGrant { sign_in: sign_in.clone(), expires: now + REFRESH_LIFETIME },
+            );
+            body["refresh_token"] = json!(refresh);
+        }
+        Ok(body)
+    }
+
+    fn client_credentials_grant(&self, client_id: &str, form: &Params) -> Value {
+        let config = &self.inner.config;
+        let scope = form
+            .get("scope")
+            .map_or_else(|| format!("{}/.default", config.access_token_audience), str::to_owned);
+        let token = self.mint_access_token(json!({
+            "sub": client_id,
+            "azp": client_id,
+            "appid": client_id,
+            "oid": DEMO_APP_OID,
+            "tid": config.tenant_id,
+            "roles": DEMO_APP_ROLES,
+            "idtyp": "app",
+            "ver": "2.0",
+        }));
+        json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.ttl_secs(),
+            "scope": scope,
+        })
+    }
+
+    // ---- /userinfo and /logout
+
+    fn userinfo(&self, headers: &HeaderMap) -> Response<Body> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let user = token
+            .and_then(|token| self.verify_own_token(token))
+            .and_then(|claims| claims.get("oid").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|oid| USERS.iter().find(|user| user.oid == oid));
+        let Some(user) = user else {
+            let mut response = json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({ "error": "invalid_token", "error_description": "send a user's access token issued by this provider" }),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            return response;
+        };
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "sub": self.subject_for(user.oid),
+                "oid": user.oid,
+                "tid": self.inner.config.tenant_id,
+                "name": user.display_name,
+                "preferred_username": user.email,
+                "email": user.email,
+                "groups": user.groups,
+            }),
+        )
+    }
+
+    fn logout(&self, request: &Request<Incoming>) -> Response<Body> {
+        let params = Params::parse(request.uri().query().unwrap_or(""));
+        let target = params.get("post_logout_redirect_uri");
+        if let Some(mut url) = target.and_then(loopback_url) {
+            if let Some(state) = params.get("state") {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            return redirect(url.as_str());
+        }
+        let refused = match target {
+            Some(target) => format!(
+                "<p class=\"muted\">Not returning to <code>{}</code>: the development provider only redirects \
+                 to http(s) URLs on 127.0.0.1, ::1 or localhost.</p>",
+                escape_html(target)
+            ),
+            None => String::new(),
+        };
+        html_page(
+            StatusCode::OK,
+            "Signed out",
+            &format!(
+                "<h1>Signed out of the development provider</h1>\
+                 <p>The development provider keeps no sessions, so there was nothing more to end here.</p>{refused}"
+            ),
+        )
+    }
+}
+
+/// The OpenID Connect scopes, which are not API permissions and so stay out of `scp`.
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// The subject of a user as one client sees it (Entra's `sub` is pairwise): opaque and stable.
+fn pairwise_subject(oid: &str, client_id: &str) -> String {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    digest.update(oid.as_bytes());
+    digest.update(client_id.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.finish().as_ref())
+}
+
+/// The claims-relevant facts about a person, whether one of [`USERS`] or a made-up one.
+struct Person<'a> {
+    oid: &'a str,
+    email: &'a str,
+    display_name: &'a str,
+    groups: &'a [&'a str],
+    mfa: bool,
+}
+
+impl From<&'static DevUser> for Person<'static> {
+    fn from(user: &'static DevUser) -> Self {
+        Person {
+            oid: user.oid,
+            email: user.email,
+            display_name: user.display_name,
+            groups: user.groups,
+            mfa: user.uses_mfa(),
+        }
+    }
+}
+
+/// A user [`DevProvider::mint_id_token`] was asked for but the provider does not know.
+struct Stranger {
+    oid: String,
+    email: String,
+    display_name: String,
+}
+
+impl Stranger {
+    fn new(name: &str) -> Stranger {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+        let hex: String = digest.as_ref()[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+        let oid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+        Stranger { oid, email: format!("{name}@example.com"), display_name: name.to_owned() }
+    }
+
+    fn as_person(&self) -> Person<'_> {
+        Person { oid: &self.oid, email: &self.email, display_name: &self.display_name, groups: &[], mfa: false }
+    }
+}
+
+/// Merges a JSON object over `claims`; `null` values remove claims. Anything but an object is
+/// ignored, so `Value::Null` means "no changes".
+fn merge(claims: &mut Map<String, Value>, overrides: &Value) {
+    if let Value::Object(overrides) = overrides {
+        for (name, value) in overrides {
+            if value.is_null() {
+                claims.remove(name);
+            } else {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// `BASE64URL(header) "." BASE64URL(claims)`, the bytes a JWS signs.
+fn signing_input(header: &Value, claims: &Map<String, Value>) -> String {
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
+    )
+}
+
+/// Where the signature starts in a compact JWS, less its dot.
+fn header_and_claims_len(token: &str) -> Option<usize> {
+    token.rfind('.')
+}
+
+/// An RS256 signature; empty (and so never valid) in the practically impossible case that
+/// signing fails.
+fn rs256(key: &SigningKey, input: &str) -> Vec<u8> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut signature = vec![0u8; key.pair.public_modulus_len()];
+    match key.pair.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature) {
+        Ok(()) => signature,
+        Err(_) => {
+            tracing::error!("development provider: RS256 signing failed");
+            Vec::new()
+        }
+    }
+}
+
+/// RFC 7636 S256: `BASE64URL(SHA256(verifier)) == challenge`, with a well-formed verifier.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~'));
+    if !well_formed {
+        return false;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes()).is_ok()
+}
+
+fn is_base64url_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
+}
+
+/// `bytes` random bytes, base64url without padding; `None` if the system RNG fails.
+fn random_token(bytes: usize) -> Option<String> {
+    let mut buffer = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buffer).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(buffer))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// The redirect URIs the provider accepts: any http(s) URL ending in `/oauth2/callback` (in
+/// development the proxy's public URL is not known in advance), without a fragment.
+fn check_redirect_uri(raw: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(raw).map_err(|_| "it is not an absolute URL.")?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("only http and https are allowed.");
+    }
+    if url.host().is_none() {
+        return Err("it has no host.");
+    }
+    if url.fragment().is_some() {
+        return Err("it must not have a fragment.");
+    }
+    if !url.path().ends_with("/oauth2/callback") {
+        return Err("its path must end with /oauth2/callback.");
+    }
+    Ok(url)
+}
+
+/// A post-logout redirect target, if it is an http(s) URL on a loopback host.
+fn loopback_url(raw: &str) -> Option<Url> {
+    let url = Url::parse(raw).ok()?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return None;
+    }
+    let loopback = match url.host()? {
+        url::Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    loopback.then_some(url)
+}
+
+/// `Authorization: Basic` credentials, each part form-urlencoded as RFC 6749 section 2.3.1 says.
+fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
+    let value = value.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// Decodes one application/x-www-form-urlencoded value: `+` is a space, `%XX` a byte. A `%` not
+/// followed by two hex digits is kept as it is, since many clients do not encode at all.
+fn form_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Query or form parameters in order. Empty values count as absent (RFC 6749 section 3.1).
+struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    fn parse(text: &str) -> Params {
+        let pairs = url::form_urlencoded::parse(text.as_bytes())
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        Params { pairs }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    fn is_repeated(&self, name: &str) -> bool {
+        self.pairs.iter().filter(|(key, _)| key == name).count() > 1
+    }
+
+    /// The first parameter given more than once (OAuth forbids repeating any).
+    fn repeated(&self) -> Option<&str> {
+        self.pairs
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| self.is_repeated(name))
+    }
+}
+
+/// A `/token` failure, answered as RFC 6749 section 5.2 says.
+#[derive(Debug)]
+enum TokenError {
+    InvalidRequest(String),
+    InvalidClient,
+    InvalidGrant(String),
+    UnsupportedGrantType,
+    TooLarge,
+    ServerError,
+}
+
+fn token_error(error: TokenError) -> Response<Body> {
+    let (status, code, description) = match error {
+        TokenError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", why),
+        TokenError::InvalidClient => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed".to_owned(),
+        ),
+        TokenError::InvalidGrant(why) => (StatusCode::BAD_REQUEST, "invalid_grant", why),
+        TokenError::UnsupportedGrantType => (
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "supported: authorization_code, refresh_token, client_credentials".to_owned(),
+        ),
+        TokenError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!("the request body is larger than {} KiB", MAX_FORM_BODY / 1024),
+        ),
+        TokenError::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the provider could not generate a random token".to_owned(),
+        ),
+    };
+    let mut response = json_response(status, &json!({ "error": code, "error_description": description }));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"development OpenID provider\""),
+        );
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A 200 whose body claims to be JSON and is not.
+fn garbage() -> Response<Body> {
+    let mut response = Response::new(full("<html><body>Gateway says hello; this is not JSON {"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return html_page(
+            StatusCode::BAD_REQUEST,
+            "Bad redirect",
+            "<h1>Bad redirect</h1><p>The redirect target cannot be put in a Location header.</p>",
+        );
+    };
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::FOUND;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error_redirect(redirect_uri: &Url, error: &str, description: &str, state: Option<&str>) -> Response<Body> {
+    let mut location = redirect_uri.clone();
+    {
+        let mut query = location.query_pairs_mut();
+        query.append_pair("error", error);
+        query.append_pair("error_description", description);
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+    }
+    redirect(location.as_str())
+}
+
+fn authorize_error_page(message_html: &str) -> Response<Body> {
+    html_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in request refused",
+        &format!(
+            "<h1>Sign-in request refused</h1><p>{message_html}</p>\
+             <p class=\"muted\">The development provider does not redirect back until the client and its \
+             redirect URI check out.</p>"
+        ),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({ "error": "invalid_request", "error_description": format!("allowed methods: {allow}") }),
+    );
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn html_page(status: StatusCode, title: &str, main_html: &str) -> Response<Body> {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} — development OpenID provider</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;line-height:1.5}}\
+         .banner{{background:#8a1c1c;color:#fff;padding:.75rem 1rem;font-weight:600;border-radius:4px}}\
+         ul.users{{list-style:none;padding:0}}ul.users li{{border:1px solid #bbb;border-radius:6px;padding:.75rem 1rem;margin:.75rem 0}}\
+         button{{font:inherit;padding:.5rem 1rem;cursor:pointer;border:1px solid #1f4fa8;background:#2a5cc0;color:#fff;border-radius:4px}}\
+         button:focus-visible{{outline:3px solid #f0b400;outline-offset:2px}}\
+         .muted{{color:#4a4a4a}}code{{font-family:ui-monospace,monospace;word-break:break-all}}\
+         </style></head><body>\
+         <p class=\"banner\" role=\"note\">{BANNER}</p><main>{main_html}</main></body></html>\n",
+        title = escape_html(title),
+    );
+    let mut response = Response::new(full(page));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

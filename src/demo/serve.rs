@@ -108,6 +108,7 @@ pub async fn serve<F, Fut>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;

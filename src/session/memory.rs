@@ -1,0 +1,129 @@
+//! The in-memory session store (moka): bounded, each entry dropped at its absolute expiry. Sessions do not
+//! survive a restart.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::{Session, SessionStore, StoreFuture};
+
+/// Sessions in this process's memory.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    cache: Cache<String, Arc<Session>>,
+}
+
+struct UntilExpiry;
+
+impl Expiry<String, Arc<Session>> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, s: &Arc<Session>, _: Instant) -> Option<Duration> {
+        Some(remaining(s))
+    }
+
+    fn expire_after_update(&self, _: &String, s: &Arc<Session>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(remaining(s))
+    }
+}
+
+fn remaining(s: &Session) -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // The store drops entries a little after their end; `Sessions` enforces the exact time with its clock.
+    Duration::from_secs(s.expires_at.saturating_sub(now) + 60)
+}
+
+impl MemoryStore {
+    /// A store holding at most `capacity` sessions (the least recently used go first beyond that).
+    pub fn new(capacity: u64) -> MemoryStore {
+        MemoryStore { cache: Cache::builder().max_capacity(capacity).expire_after(UntilExpiry).build() }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<Session>>> {
+        Box::pin(async move { Ok(self.cache.get(id).await) })
+    }
+
+    fn save<'a>(&'a self, session: Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.cache.insert(session.id.expose().clone(), Arc::new(session)).await;
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.cache.invalidate(id).await;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! The behaviour every `SessionStore` backend must show.
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::SessionConfig;
+    use crate::identity::{Identity, Proof};
+    use crate::session::Sessions;
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            secret: None,
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(60),
+        }
+    }
+
+    fn identity() -> Identity {
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1, "sid": "sid-1"});
+        Identity::from_claims(claims.as_object().cloned().unwrap_or_default(), Proof::Session)
+    }
+
+    /// Runs the suite against a fresh store.
+    pub async fn run(store: Arc<dyn SessionStore>) {
+        let clock = Clock::system();
+        let sessions = Sessions::new(store.clone(), config(), clock.clone());
+        // create → get
+        let s = sessions.create(identity(), Some("idt".into()), Some("rt".into())).await.unwrap();
+        let got = sessions.get(s.id.expose()).await.unwrap().expect("saved session loads");
+        assert_eq!(got.identity.subject, "o");
+        assert_eq!(got.sid.as_deref(), Some("sid-1"));
+        assert_eq!(got.refresh_token.as_ref().map(|t| t.expose().as_str()), Some("rt"));
+        // unknown ids are absent, not errors
+        assert!(sessions.get("no-such-ticket").await.unwrap().is_none());
+        // update replaces
+        let mut changed = (*got).clone();
+        changed.refresh_token = Some(crate::secret::Secret::new("rt2".into()));
+        sessions.update(changed).await.unwrap();
+        let got = sessions.get(s.id.expose()).await.unwrap().unwrap();
+        assert_eq!(got.refresh_token.as_ref().map(|t| t.expose().as_str()), Some("rt2"));
+        // idle timeout
+        clock.advance(601);
+        assert!(sessions.get(s.id.expose()).await.unwrap().is_none(), "idle session ended");
+        assert!(store.load(s.id.expose()).await.unwrap().is_none(), "and removed from the store");
+        // absolute lifetime, even when used
+        let s = sessions.create(identity(), None, None).await.unwrap();
+        for _ in 0..8 {
+            clock.advance(500);
+            if clock.now() < s.expires_at {
+                assert!(sessions.get(s.id.expose()).await.unwrap().is_some());
+            }
+        }
+        assert!(sessions.get(s.id.expose()).await.unwrap().is_none(), "session past max lifetime ended");
+        // delete
+        let s = sessions.create(identity(), None, None).await.unwrap();
+        sessions.end(s.id.expose()).await.unwrap();
+        assert!(sessions.get(s.id.expose()).await.unwrap().is_none());
+        sessions.end(s.id.expose()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_store_conforms() {
+        run(Arc::new(MemoryStore::new(1000))).await;
+    }
+}
