@@ -18,3 +18,6 @@ pub mod http_client;
 pub mod jwks;
 pub mod jwt;
 pub mod session;
+pub mod assertion;
+pub mod pages;
+pub mod upstream;

@@ -1,0 +1,144 @@
+//! Header rules for forwarding. Hop-by-hop headers describe one connection and must not travel further;
+//! identity headers are Postern's to set, so whatever a client sends under those names is removed first;
+//! `X-Forwarded-*` is believed only from trusted proxies.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that belong to one connection (RFC 9110 §7.6.1), plus the legacy ones proxies still see.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The identity headers Postern sets toward upstreams.
+pub const X_FORWARDED_USER: &str = "x-forwarded-user";
+/// Email.
+pub const X_FORWARDED_EMAIL: &str = "x-forwarded-email";
+/// Preferred username.
+pub const X_FORWARDED_PREFERRED_USERNAME: &str = "x-forwarded-preferred-username";
+/// Groups, comma-separated.
+pub const X_FORWARDED_GROUPS: &str = "x-forwarded-groups";
+/// The signed assertion.
+pub const X_POSTERN_JWT_ASSERTION: &str = "x-postern-jwt-assertion";
+
+/// True for a header a client must never be able to set toward an upstream: our identity headers, anything
+/// under `X-Postern-` or `X-Auth-Request-` (the forward-auth names).
+pub fn is_identity_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(n, X_FORWARDED_USER | X_FORWARDED_EMAIL | X_FORWARDED_PREFERRED_USERNAME | X_FORWARDED_GROUPS)
+        || n.starts_with("x-postern-")
+        || n.starts_with("x-auth-request-")
+        || n == "x-forwarded-access-token"
+}
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes every identity header a client sent.
+pub fn remove_identity_headers(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n)).cloned().collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Removes Postern's own cookies from `Cookie`, keeping the upstream's.
+pub fn remove_own_cookies(headers: &mut HeaderMap, is_own: impl Fn(&str) -> bool) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    let mut kept = Vec::new();
+    for v in &values {
+        // A header that is not text cannot be filtered; dropping it fails closed.
+        let Ok(text) = v.to_str() else { continue };
+        for pair in text.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split('=').next().unwrap_or("").trim();
+            if !is_own(name) {
+                kept.push(pair);
+            }
+        }
+    }
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// True when the request asks for a protocol upgrade (WebSocket).
+pub fn upgrade_requested(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed_too() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for n in ["x-forwarded-user", "X-Forwarded-Email", "x-forwarded-groups", "x-forwarded-preferred-username", "x-postern-jwt-assertion", "x-auth-request-user", "x-forwarded-host"] {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+        }
+        remove_identity_headers(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-forwarded-host"]);
+    }
+
+    #[test]
+    fn only_our_cookies_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern=abc; _gitlab_session=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern-login-xyz=2"));
+        remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
+        assert_eq!(h.get(header::COOKIE).unwrap(), "_gitlab_session=1");
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern=abc"));
+        remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
+        assert!(!h.contains_key(header::COOKIE));
+    }
+}

@@ -1,0 +1,256 @@
+//! Forwarding an allowed request to its upstream: a pooled client, header rules (`headers`), bodies streamed
+//! both ways without buffering, protocol upgrades (WebSocket) spliced through, and failures mapped to 502
+//! (cannot connect, broken answer) and 504 (no answer in time).
+
+pub mod headers;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{Body, boxed};
+use crate::policy::Route;
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream could not be reached (502).
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(String),
+    /// The upstream did not answer in time (504).
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The upstream's answer was broken (502).
+    #[error("the upstream's answer was broken: {0}")]
+    Protocol(String),
+    /// The upstream URL could not be built.
+    #[error("bad upstream URL: {0}")]
+    BadUrl(String),
+}
+
+impl UpstreamError {
+    /// 502 or 504.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "upstream-unreachable",
+            UpstreamError::Timeout(_) => "upstream-timeout",
+            UpstreamError::Protocol(_) => "upstream-bad-response",
+            UpstreamError::BadUrl(_) => "upstream-bad-url",
+        }
+    }
+}
+
+/// What the gateway decided about a request, for the forwarder.
+#[derive(Debug)]
+pub struct Forward<'a> {
+    /// The route.
+    pub route: &'a Route,
+    /// Normalised path plus the original query.
+    pub path_and_query: &'a str,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// True when the client is a trusted proxy, whose `X-Forwarded-*` are kept and extended.
+    pub trusted_peer: bool,
+    /// `http` or `https`: how the client reached Postern.
+    pub proto: &'static str,
+    /// Identity headers to add (after removing whatever the client sent under those names).
+    pub identity_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Remove `Authorization` (a bearer token meant for Postern is not the upstream's business).
+    pub strip_authorization: bool,
+    /// Time for the upstream to start answering.
+    pub timeout: Duration,
+    /// The request id, passed on as `X-Request-Id`.
+    pub request_id: &'a str,
+}
+
+/// The pooled client for all upstreams.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+}
+
+impl UpstreamClient {
+    /// A client that connects within `connect_timeout`, trusting the system's roots for HTTPS upstreams.
+    pub fn new(connect_timeout: Duration) -> Result<UpstreamClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .set_host(false)
+            .build(https);
+        Ok(UpstreamClient { client })
+    }
+
+    /// Sends `req` to the route's upstream and returns its answer, streaming.
+    pub async fn forward(&self, mut req: Request<Incoming>, f: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
+        let uri = upstream_uri(&f.route.upstream, f.path_and_query)?;
+        let wants_upgrade = headers::upgrade_requested(req.headers());
+        let upgrade_protocol = req.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        // The authority the client asked for: Host (HTTP/1.1) or :authority (HTTP/2).
+        let original_host = req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+
+        let h = req.headers_mut();
+        headers::remove_hop_by_hop(h);
+        headers::remove_identity_headers(h);
+        if f.strip_authorization {
+            h.remove(header::AUTHORIZATION);
+        }
+        forwarded_headers(h, &f, original_host.as_ref());
+        match (&original_host, f.route.preserve_host) {
+            (Some(host), true) => {
+                h.insert(header::HOST, host.clone());
+            }
+            _ => {
+                if let Some(authority) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                    h.insert(header::HOST, authority);
+                }
+            }
+        }
+        for (name, value) in f.identity_headers {
+            h.append(name, value);
+        }
+        if let Ok(id) = HeaderValue::from_str(f.request_id) {
+            h.insert(HeaderName::from_static("x-request-id"), id);
+        }
+        if let (true, Some(protocol)) = (wants_upgrade, upgrade_protocol) {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, protocol);
+        }
+        *req.uri_mut() = uri;
+        // The pool speaks HTTP/1.1 to upstreams whatever the client spoke to us.
+        *req.version_mut() = Version::HTTP_11;
+
+        let mut response = match tokio::time::timeout(f.timeout, self.client.request(req)).await {
+            Err(_) => return Err(UpstreamError::Timeout(f.timeout)),
+            Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(error_chain(&e))),
+            Ok(Err(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(UpstreamError::Protocol("101 without an upgrade request".into()));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+                }
+            });
+            return Ok(response.map(boxed));
+        }
+        headers::remove_hop_by_hop(response.headers_mut());
+        Ok(response.map(boxed))
+    }
+}
+
+fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Option<&HeaderValue>) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let client = f.client_ip.to_string();
+    if f.trusted_peer {
+        let chain = h.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+        let value = if chain.is_empty() { client } else { format!("{chain}, {client}") };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(xff, v);
+        }
+        if !h.contains_key(&xfp) {
+            h.insert(xfp, HeaderValue::from_static(f.proto));
+        }
+        if let (false, Some(host)) = (h.contains_key(&xfh), original_host) {
+            h.insert(xfh, host.clone());
+        }
+    } else {
+        // From an untrusted client these headers are claims anyone can make; replace them.
+        h.remove(header::FORWARDED);
+        if let Ok(v) = HeaderValue::from_str(&client) {
+            h.insert(xff, v);
+        }
+        h.insert(xfp, HeaderValue::from_static(f.proto));
+        match original_host {
+            Some(host) => {
+                h.insert(xfh, host.clone());
+            }
+            None => {
+                h.remove(xfh);
+            }
+        }
+    }
+}
+
+/// The upstream's URI for a request: the upstream's scheme and authority, its base path joined with the
+/// request's normalised path, and the query.
+pub fn upstream_uri(upstream: &url::Url, path_and_query: &str) -> Result<Uri, UpstreamError> {
+    let base = upstream.path().trim_end_matches('/');
+    let authority = match upstream.port() {
+        Some(p) => format!("{}:{p}", upstream.host_str().unwrap_or_default()),
+        None => upstream.host_str().unwrap_or_default().to_string(),
+    };
+    let text = format!("{}://{authority}{base}{path_and_query}", upstream.scheme());
+    text.parse::<Uri>().map_err(|e| UpstreamError::BadUrl(e.to_string()))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_join_base_path_and_request() {
+        let u = url::Url::parse("http://10.0.0.5:8080/base/").unwrap();
+        assert_eq!(upstream_uri(&u, "/a/b?x=1").unwrap().to_string(), "http://10.0.0.5:8080/base/a/b?x=1");
+        let u = url::Url::parse("https://gitlab.internal").unwrap();
+        assert_eq!(upstream_uri(&u, "/").unwrap().to_string(), "https://gitlab.internal/");
+    }
+}
