@@ -21,3 +21,8 @@ pub mod session;
 pub mod assertion;
 pub mod pages;
 pub mod upstream;
+pub mod authn;
+pub mod gateway;
+pub mod oidc;
+pub mod state;
+pub mod token;

@@ -344,7 +344,7 @@ pub(crate) fn parse_asymmetric_algorithm(name: &str) -> Result<Algorithm, String
 }
 
 /// Key files hold base64 (what `postern keygen` writes); anything else is taken as raw bytes.
-pub(crate) fn decode_key_material(bytes: &[u8]) -> Vec<u8> {
+pub fn decode_key_material(bytes: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(bytes);
     let trimmed = text.trim();
     base64::engine::general_purpose::STANDARD

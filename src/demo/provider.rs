@@ -173,7 +173,8 @@ pub enum Tamper {
     Hs256WithPublicKey,
     /// A correct RS256 signature with one bit flipped.
     BadSignature,
-    /// Signed by a key that is not in the JWKS, under the current key's `kid`.
+    /// Signed by a key that is not in the JWKS, under the current key's `kid`. (That key is
+    /// generated on first use, which blocks the caller for the tens of milliseconds it takes.)
     ForeignKey,
     /// Correctly signed, but the header has no `kid`.
     NoKid,

@@ -156,4 +156,38 @@ mod tests {
             .unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
+
+    #[tokio::test]
+    async fn speaks_h2c_and_lets_requests_in_flight_finish_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            |request: Request<Incoming>| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Response::new(crate::body::full(format!("{:?}", request.version())))
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<crate::body::Body>();
+        let in_flight = tokio::spawn(client.get(format!("http://{addr}/").parse().unwrap()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+
+        let response = in_flight.await.unwrap().unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"HTTP/2.0");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

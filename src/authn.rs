@@ -1,0 +1,138 @@
+//! Step 3 of the request path: who sent this request? A bearer header is judged on the token alone; otherwise
+//! the session cookie, refreshed with the refresh token shortly before the tokens expire (a failed refresh ends
+//! the session). Fails closed: any error means no identity.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::identity::{Identity, Proof};
+use crate::jwt::TokenError;
+use crate::policy::Route;
+use crate::session::Session;
+use crate::state::State;
+
+/// The proven principal of a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A signed-in browser.
+    Session(Arc<Session>),
+    /// A valid bearer token.
+    Bearer(Arc<Identity>),
+}
+
+impl Principal {
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        match self {
+            Principal::Session(s) => &s.identity,
+            Principal::Bearer(i) => i,
+        }
+    }
+
+    /// A key under which the identity assertion for this principal may be reused.
+    pub fn reuse_key(&self) -> String {
+        match self {
+            Principal::Session(s) => format!("s:{}", s.id.expose()),
+            Principal::Bearer(i) => format!("b:{}:{}:{}", i.issuer, i.subject, i.expires_at),
+        }
+    }
+}
+
+/// The outcome of authentication.
+#[derive(Debug)]
+pub enum Authn {
+    /// Proven.
+    Principal(Principal),
+    /// Nothing presented (or a session that has ended).
+    Anonymous,
+    /// A bearer token was presented and refused.
+    BearerRefused(TokenError),
+    /// A bearer token was presented to a route that accepts sessions only.
+    BearerNotAccepted,
+}
+
+/// The bearer token in `Authorization`, if the scheme is Bearer.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Authenticates a request for `route`.
+pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, request_id: &str) -> Authn {
+    if headers.contains_key(AUTHORIZATION) {
+        if let Some(token) = bearer_token(headers) {
+            if !route.accepts_bearer {
+                return Authn::BearerNotAccepted;
+            }
+            return match st.bearer.validate(token, route.audiences.as_deref()).await {
+                Ok(identity) => Authn::Principal(Principal::Bearer(identity)),
+                Err(e) => Authn::BearerRefused(e),
+            };
+        }
+    }
+    if !route.accepts_session {
+        return Authn::Anonymous;
+    }
+    let Some(ticket) = st.cookies.session_ticket(headers) else { return Authn::Anonymous };
+    let session = match st.sessions.get(&ticket).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Authn::Anonymous,
+        Err(e) => {
+            tracing::error!(request_id, error = %e, "session store failed; treating the request as signed out");
+            return Authn::Anonymous;
+        }
+    };
+    match refresh_if_due(st, session, request_id).await {
+        Some(s) => Authn::Principal(Principal::Session(s)),
+        None => Authn::Anonymous,
+    }
+}
+
+/// Refreshes the session's tokens when they expire within `refresh_before`; `None` ends the session.
+async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Option<Arc<Session>> {
+    let now = st.clock.now();
+    let due = now + st.sessions.config().refresh_before.as_secs() >= session.identity.expires_at;
+    let Some(refresh_token) = session.refresh_token.clone().filter(|_| due) else {
+        // Without a refresh token, the session lives by its own idle timeout and lifetime.
+        return Some(session);
+    };
+    let ticket = session.id.expose().clone();
+    let refreshed = st
+        .refreshes
+        .try_get_with(ticket.clone(), async {
+            let tokens = st.provider.refresh(refresh_token.expose()).await.map_err(|e| e.code())?;
+            let mut updated = (*session).clone();
+            if let Some(id_token) = tokens.id_token {
+                let claims = st.provider.verify_id_token(&id_token, None).await.map_err(|e| e.code())?;
+                let identity = Identity::from_claims(claims, Proof::Session);
+                // OpenID Connect Core §12.2: a refreshed ID token must be about the same user.
+                if identity.sub != session.identity.sub || identity.issuer != session.identity.issuer {
+                    return Err("refresh-subject-changed");
+                }
+                updated.identity = identity;
+                updated.id_token = Some(crate::secret::Secret::new(id_token));
+            } else if let Some(expires_in) = tokens.expires_in {
+                updated.identity.expires_at = st.clock.now() + expires_in;
+            }
+            if let Some(rt) = tokens.refresh_token {
+                updated.refresh_token = Some(crate::secret::Secret::new(rt));
+            }
+            st.sessions.update(updated.clone()).await.map_err(|_| "session-store-failed")?;
+            Ok::<_, &'static str>(Arc::new(updated))
+        })
+        .await;
+    match refreshed {
+        Ok(s) => {
+            tracing::debug!(request_id, subject = %s.identity.subject, "session refreshed");
+            Some(s)
+        }
+        Err(reason) => {
+            tracing::info!(target: "audit", request_id, event = "session-ended", subject = %session.identity.subject, reason = *reason, "refresh failed; session ended");
+            let _ = st.sessions.end(&ticket).await;
+            None
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Where Postern may send a browser after sign-in or sign-out: only to its own origin. Anything else — another
+//! host, a scheme-relative `//host`, a backslash trick `/\host`, an encoded form of those, control characters —
+//! is refused, so Postern can never be used as an open redirect.
+
+use url::Url;
+
+/// The path (and query) to return to, when `raw` is a safe target on `public`'s origin.
+pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
+    if raw.is_empty() || raw.len() > 4096 {
+        return None;
+    }
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return None;
+    }
+    // Decode repeatedly: some stacks decode twice, so `%252F%252F` must be treated like `//`.
+    let mut decoded = raw.to_string();
+    for _ in 0..3 {
+        let next: String = percent_decode(&decoded);
+        if next.chars().any(|c| c.is_control() || c == '\\') || next.starts_with("//") || next.starts_with("/\\") {
+            return None;
+        }
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    let target = if raw.starts_with('/') {
+        if raw.starts_with("//") {
+            return None;
+        }
+        public.join(raw).ok()?
+    } else {
+        Url::parse(raw).ok()?
+    };
+    if target.origin() != public.origin() || !target.username().is_empty() || target.password().is_some() {
+        return None;
+    }
+    let mut path = target.path().to_string();
+    if let Some(q) = target.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Some(path)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_same_origin_targets_are_accepted() {
+        let public = Url::parse("https://devtools.example.com").unwrap();
+        let ok = |raw: &str| safe_return_path(raw, &public);
+        assert_eq!(ok("/").as_deref(), Some("/"));
+        assert_eq!(ok("/admin?x=1").as_deref(), Some("/admin?x=1"));
+        assert_eq!(ok("https://devtools.example.com/a").as_deref(), Some("/a"));
+        for bad in [
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "\\\\evil.com",
+            "https://evil.com/",
+            "http://devtools.example.com/",
+            "https://devtools.example.com.evil.com/",
+            "https://user@devtools.example.com/",
+            "/%2F%2Fevil.com",
+            "/%2f/evil.com",
+            "%2F%2Fevil.com",
+            "/%5Cevil.com",
+            "/%252F%252Fevil.com",
+            "javascript:alert(1)",
+            "evil.com",
+            "/a\r\nLocation: https://evil.com",
+            " //evil.com",
+            "",
+            "/%e2%",
+            "/é%",
+        ] {
+            assert_eq!(ok(bad), None, "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! [`State`]: everything a request needs — config, compiled policy, provider, keys, stores — as one immutable
+//! snapshot behind [`Shared`]. A request loads one snapshot and keeps it to the end; a policy reload builds a
+//! new snapshot and swaps it in atomically, so no request ever sees a half-loaded policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::assertion::AssertionSigner;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http_client::HttpClient;
+use crate::oidc::Provider;
+use crate::policy::Policy;
+use crate::session::cookie::CookieCodec;
+use crate::session::memory::MemoryStore;
+use crate::session::{SessionStore, Sessions};
+use crate::token::BearerValidator;
+use crate::upstream::UpstreamClient;
+
+/// The snapshot a request works with.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// The resolved configuration.
+    pub config: Arc<Config>,
+    /// The compiled policy.
+    pub policy: Arc<Policy>,
+    /// The wall clock.
+    pub clock: Clock,
+    /// The sign-in provider.
+    pub provider: Arc<Provider>,
+    /// Sessions.
+    pub sessions: Sessions,
+    /// Cookie sealing.
+    pub cookies: CookieCodec,
+    /// Identity assertions.
+    pub assertion: Arc<AssertionSigner>,
+    /// Upstream connections.
+    pub upstream: UpstreamClient,
+    /// Bearer tokens.
+    pub bearer: Arc<BearerValidator>,
+    /// `state` values already used by a callback, so a callback cannot be replayed.
+    pub used_states: moka::sync::Cache<String, ()>,
+    /// Refreshes in flight, so that concurrent requests of one session refresh once.
+    pub refreshes: moka::future::Cache<String, Arc<crate::session::Session>>,
+}
+
+/// The current snapshot, swapped atomically on reload.
+pub type Shared = Arc<ArcSwap<State>>;
+
+/// Why Postern cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key or certificate could not be loaded.
+    #[error("{0}")]
+    Keys(String),
+}
+
+impl State {
+    /// Builds the services for `config` and `policy`, with sessions in `store`.
+    pub fn build(config: Config, policy: Policy, store: Arc<dyn SessionStore>, clock: Clock) -> Result<State, StartError> {
+        let http = HttpClient::new(config.oidc.ca_file.as_deref(), Duration::from_secs(10)).map_err(|e| StartError::Keys(e.to_string()))?;
+        let provider = Arc::new(Provider::new(config.oidc.clone(), http.clone(), config.redirect_uri(), clock.clone()));
+        let session_key = match &config.session.secret {
+            Some(s) => s.expose().clone(),
+            None => {
+                tracing::warn!(
+                    "no [session] secret configured: using a random key, so sessions end when Postern restarts and replicas cannot read each other's cookies; `postern keygen` writes one"
+                );
+                crate::config::decode_key_material(crate::secret::random_token(48).as_bytes())
+            }
+        };
+        let cookies = CookieCodec::new(&[&session_key], config.public_is_https());
+        let pem = match &config.assertion.signing_key {
+            Some(pem) => pem.expose().clone(),
+            None => {
+                tracing::warn!(
+                    "no [assertion] signing_key configured: using a key generated now, so assertions will not verify across restarts or replicas; `postern keygen` writes one"
+                );
+                crate::assertion::generate_key_pem().map_err(|e| StartError::Keys(e.to_string()))?
+            }
+        };
+        let assertion = AssertionSigner::new(&pem, config.public_origin(), config.assertion.ttl, clock.clone()).map_err(|e| StartError::Keys(e.to_string()))?;
+        let upstream = UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
+        let bearer = BearerValidator::new(&config.bearer, provider.clone(), http, config.oidc.leeway, config.oidc.jwks_refetch_interval, clock.clone());
+        let sessions = Sessions::new(store, config.session.clone(), clock.clone());
+        Ok(State {
+            config: Arc::new(config),
+            policy: Arc::new(policy),
+            clock,
+            provider,
+            sessions,
+            cookies,
+            assertion: Arc::new(assertion),
+            upstream,
+            bearer: Arc::new(bearer),
+            used_states: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(crate::oidc::login::LOGIN_TTL + Duration::from_secs(60))
+                .build(),
+            refreshes: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
+        })
+    }
+
+    /// The default store: sessions in memory.
+    pub fn memory_store() -> Arc<dyn SessionStore> {
+        Arc::new(MemoryStore::new(1_000_000))
+    }
+
+    /// This snapshot with another policy: what a reload swaps in.
+    pub fn with_policy(&self, policy: Policy) -> State {
+        State { policy: Arc::new(policy), ..self.clone() }
+    }
+}
