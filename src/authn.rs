@@ -61,7 +61,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates a request for `route`.
-pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, request_id: &str) -> Authn {
+pub async fn authenticate(
+    st: &State,
+    headers: &HeaderMap,
+    route: &Route,
+    request_id: &str,
+) -> Authn {
     if headers.contains_key(AUTHORIZATION) {
         if let Some(token) = bearer_token(headers) {
             if !route.accepts_bearer {
@@ -76,7 +81,9 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
     if !route.accepts_session {
         return Authn::Anonymous;
     }
-    let Some(ticket) = st.cookies.session_ticket(headers) else { return Authn::Anonymous };
+    let Some(ticket) = st.cookies.session_ticket(headers) else {
+        return Authn::Anonymous;
+    };
     let session = match st.sessions.get(&ticket).await {
         Ok(Some(s)) => s,
         Ok(None) => return Authn::Anonymous,
@@ -92,7 +99,11 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
 }
 
 /// Refreshes the session's tokens when they expire within `refresh_before`; `None` ends the session.
-async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Option<Arc<Session>> {
+async fn refresh_if_due(
+    st: &State,
+    session: Arc<Session>,
+    request_id: &str,
+) -> Option<Arc<Session>> {
     let now = st.clock.now();
     let due = now + st.sessions.config().refresh_before.as_secs() >= session.identity.expires_at;
     let Some(refresh_token) = session.refresh_token.clone().filter(|_| due) else {
@@ -103,13 +114,23 @@ async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> 
     let refreshed = st
         .refreshes
         .try_get_with(ticket.clone(), async {
-            let tokens = st.provider.refresh(refresh_token.expose()).await.map_err(|e| e.code())?;
+            let tokens = st
+                .provider
+                .refresh(refresh_token.expose())
+                .await
+                .map_err(|e| e.code())?;
             let mut updated = (*session).clone();
             if let Some(id_token) = tokens.id_token {
-                let claims = st.provider.verify_id_token(&id_token, None).await.map_err(|e| e.code())?;
+                let claims = st
+                    .provider
+                    .verify_id_token(&id_token, None)
+                    .await
+                    .map_err(|e| e.code())?;
                 let identity = Identity::from_claims(claims, Proof::Session);
                 // OpenID Connect Core §12.2: a refreshed ID token must be about the same user.
-                if identity.sub != session.identity.sub || identity.issuer != session.identity.issuer {
+                if identity.sub != session.identity.sub
+                    || identity.issuer != session.identity.issuer
+                {
                     return Err("refresh-subject-changed");
                 }
                 updated.identity = identity;
@@ -120,7 +141,10 @@ async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> 
             if let Some(rt) = tokens.refresh_token {
                 updated.refresh_token = Some(crate::secret::Secret::new(rt));
             }
-            st.sessions.update(updated.clone()).await.map_err(|_| "session-store-failed")?;
+            st.sessions
+                .update(updated.clone())
+                .await
+                .map_err(|_| "session-store-failed")?;
             Ok::<_, &'static str>(Arc::new(updated))
         })
         .await;

@@ -46,14 +46,37 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     // 2. Route, on the normalised host and path (also what the upstream will see).
     let path = match normalize_path(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => return Page::new(StatusCode::BAD_REQUEST, "Bad request", e.to_string(), "bad-path", &request_id).render(html),
+        Err(e) => {
+            return Page::new(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                e.to_string(),
+                "bad-path",
+                &request_id,
+            )
+            .render(html);
+        }
     };
     let Some(host) = request_host(&req) else {
-        return Page::new(StatusCode::BAD_REQUEST, "Bad request", "The request names no host.", "missing-host", &request_id).render(html);
+        return Page::new(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The request names no host.",
+            "missing-host",
+            &request_id,
+        )
+        .render(html);
     };
     let Some(route) = st.policy.route(&host, &path, req.method()).cloned() else {
         tracing::info!(target: "audit", request_id, host = %host, path = %path, decision = "deny", reason = "no-route", status = 404u16, "no route");
-        return Page::new(StatusCode::NOT_FOUND, "Not found", "Postern has no route for this address.", "no-route", &request_id).render(html);
+        return Page::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "Postern has no route for this address.",
+            "no-route",
+            &request_id,
+        )
+        .render(html);
     };
 
     // 3. Authenticate.
@@ -62,14 +85,40 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     } else {
         match authn::authenticate(&st, req.headers(), &route, &request_id).await {
             Authn::Principal(p) => Some(p),
-            Authn::Anonymous => return challenge(&st, &req, &route, &path, &request_id, html).await,
+            Authn::Anonymous => {
+                return challenge(&st, &req, &route, &path, &request_id, html).await;
+            }
             Authn::BearerRefused(e) => {
-                audit_deny(&request_id, &route, None, e.code(), StatusCode::UNAUTHORIZED, started);
-                return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string(), &request_id);
+                audit_deny(
+                    &request_id,
+                    &route,
+                    None,
+                    e.code(),
+                    StatusCode::UNAUTHORIZED,
+                    started,
+                );
+                return bearer_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    &e.to_string(),
+                    &request_id,
+                );
             }
             Authn::BearerNotAccepted => {
-                audit_deny(&request_id, &route, None, "bearer-not-accepted", StatusCode::UNAUTHORIZED, started);
-                return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "this route does not accept bearer tokens", &request_id);
+                audit_deny(
+                    &request_id,
+                    &route,
+                    None,
+                    "bearer-not-accepted",
+                    StatusCode::UNAUTHORIZED,
+                    started,
+                );
+                return bearer_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request",
+                    "this route does not accept bearer tokens",
+                    &request_id,
+                );
             }
         }
     };
@@ -78,7 +127,14 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     if let Some(p) = &principal {
         let decision = decide(&route, p.identity());
         if !decision.allow {
-            audit_deny(&request_id, &route, Some(p), decision.reason, StatusCode::FORBIDDEN, started);
+            audit_deny(
+                &request_id,
+                &route,
+                Some(p),
+                decision.reason,
+                StatusCode::FORBIDDEN,
+                started,
+            );
             return forbidden(&route, p, decision.reason, &request_id, html);
         }
     }
@@ -88,13 +144,21 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
-    let identity_headers = principal.as_ref().map(|p| identity_headers(&st, &route, p)).unwrap_or_default();
+    let identity_headers = principal
+        .as_ref()
+        .map(|p| identity_headers(&st, &route, p))
+        .unwrap_or_default();
     let timeout = route.timeout.unwrap_or(st.config.upstream.timeout);
     let forward = Forward {
         route: &route,
         path_and_query: &path_and_query,
         client_ip: conn.peer.ip(),
-        trusted_peer: st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip())),
+        trusted_peer: st
+            .config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|r| r.contains(conn.peer.ip())),
         proto: if conn.tls { "https" } else { "http" },
         identity_headers,
         strip_authorization: matches!(principal, Some(Principal::Bearer(_))),
@@ -106,8 +170,14 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     let result = st.upstream.forward(req, forward).await;
 
     // 6. Audit.
-    let subject = principal.as_ref().map(|p| p.identity().subject.as_str()).unwrap_or("-");
-    let auth = principal.as_ref().map(|p| p.identity().proof.as_str()).unwrap_or("public");
+    let subject = principal
+        .as_ref()
+        .map(|p| p.identity().subject.as_str())
+        .unwrap_or("-");
+    let auth = principal
+        .as_ref()
+        .map(|p| p.identity().proof.as_str())
+        .unwrap_or("public");
     match result {
         Ok(response) => {
             tracing::info!(
@@ -122,8 +192,14 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
                 status = e.status().as_u16(), error = %e, latency_ms = started.elapsed().as_millis() as u64, "upstream failed"
             );
             let (title, message) = match e.status() {
-                StatusCode::GATEWAY_TIMEOUT => ("The tool did not answer in time", "The service behind this address took too long to answer. Please try again."),
-                _ => ("The tool is unreachable", "Postern could not reach the service behind this address. Please try again later."),
+                StatusCode::GATEWAY_TIMEOUT => (
+                    "The tool did not answer in time",
+                    "The service behind this address took too long to answer. Please try again.",
+                ),
+                _ => (
+                    "The tool is unreachable",
+                    "Postern could not reach the service behind this address. Please try again later.",
+                ),
             };
             Page::new(e.status(), title, message, e.code(), &request_id).render(html)
         }
@@ -131,13 +207,22 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
 }
 
 /// Postern's own endpoints.
-async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: bool) -> Option<Response<Body>> {
+async fn reserved(
+    st: &State,
+    req: &Request<Incoming>,
+    request_id: &str,
+    html: bool,
+) -> Option<Response<Body>> {
     let path = req.uri().path();
     let query = req.uri().query();
     let response = match path {
         "/oauth2/start" => {
             let rd = query
-                .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned()))
+                .and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "rd")
+                        .map(|(_, v)| v.into_owned())
+                })
                 .and_then(|rd| safe_return_path(&rd, &st.config.server.public_url))
                 .unwrap_or_else(|| "/".to_string());
             login::start(st, req.headers(), &rd, request_id, html).await
@@ -148,13 +233,24 @@ async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: b
         "/oauth2/userinfo" => userinfo(st, req, request_id).await,
         "/.well-known/postern/jwks.json" => {
             let mut r = Response::new(full(st.assertion.jwks()));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
             r
         }
-        p if p.starts_with("/oauth2/") || p.starts_with("/.well-known/postern/") => {
-            Page::new(StatusCode::NOT_FOUND, "Not found", "There is no such Postern endpoint.", "no-such-endpoint", request_id).render(html)
-        }
+        p if p.starts_with("/oauth2/") || p.starts_with("/.well-known/postern/") => Page::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such Postern endpoint.",
+            "no-such-endpoint",
+            request_id,
+        )
+        .render(html),
         _ => return None,
     };
     Some(response)
@@ -168,8 +264,12 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
         None => None,
     };
     let Some(session) = session else {
-        let mut r = json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthenticated", "message": "not signed in", "request_id": request_id}));
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let mut r = json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "unauthenticated", "message": "not signed in", "request_id": request_id}),
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     };
     let id = &session.identity;
@@ -204,40 +304,74 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// No identity: a browser is sent to sign in; any other client gets 401.
-async fn challenge(st: &State, req: &Request<Incoming>, route: &Route, path: &str, request_id: &str, html: bool) -> Response<Body> {
+async fn challenge(
+    st: &State,
+    req: &Request<Incoming>,
+    route: &Route,
+    path: &str,
+    request_id: &str,
+    html: bool,
+) -> Response<Body> {
     if html && route.accepts_session && req.method() == http::Method::GET {
         let mut return_to = path.to_string();
         if let Some(q) = req.uri().query() {
             return_to.push('?');
             return_to.push_str(q);
         }
-        let return_to = safe_return_path(&return_to, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
+        let return_to = safe_return_path(&return_to, &st.config.server.public_url)
+            .unwrap_or_else(|| "/".to_string());
         return login::start(st, req.headers(), &return_to, request_id, html).await;
     }
     if html && route.accepts_session {
-        return Page::new(StatusCode::UNAUTHORIZED, "Sign in required", "Please sign in, then repeat what you were doing.", "unauthenticated", request_id)
-            .link("Sign in", "/oauth2/start")
-            .render(true);
+        return Page::new(
+            StatusCode::UNAUTHORIZED,
+            "Sign in required",
+            "Please sign in, then repeat what you were doing.",
+            "unauthenticated",
+            request_id,
+        )
+        .link("Sign in", "/oauth2/start")
+        .render(true);
     }
     let mut r = json_response(
         StatusCode::UNAUTHORIZED,
         &json!({"error": "unauthenticated", "message": "this route needs a bearer token or a signed-in session", "request_id": request_id}),
     );
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"postern\""));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"postern\""),
+    );
     r
 }
 
 /// RFC 6750 error response. `description` is one of our own messages; never the token.
-fn bearer_error(status: StatusCode, error: &str, description: &str, request_id: &str) -> Response<Body> {
-    let mut r = json_response(status, &json!({"error": error, "error_description": description, "request_id": request_id}));
-    let challenge = format!("Bearer realm=\"postern\", error=\"{error}\", error_description=\"{}\"", description.replace('"', "'"));
+fn bearer_error(
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let mut r = json_response(
+        status,
+        &json!({"error": error, "error_description": description, "request_id": request_id}),
+    );
+    let challenge = format!(
+        "Bearer realm=\"postern\", error=\"{error}\", error_description=\"{}\"",
+        description.replace('"', "'")
+    );
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     r
 }
 
-fn forbidden(route: &Route, p: &Principal, reason: &'static str, request_id: &str, html: bool) -> Response<Body> {
+fn forbidden(
+    route: &Route,
+    p: &Principal,
+    reason: &'static str,
+    request_id: &str,
+    html: bool,
+) -> Response<Body> {
     match p {
         Principal::Bearer(_) => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token is valid but no rule of this route allows it", request_id),
         Principal::Session(_) => Page::new(
@@ -256,7 +390,14 @@ fn forbidden(route: &Route, p: &Principal, reason: &'static str, request_id: &st
     }
 }
 
-fn audit_deny(request_id: &str, route: &Route, p: Option<&Principal>, reason: &str, status: StatusCode, started: Instant) {
+fn audit_deny(
+    request_id: &str,
+    route: &Route,
+    p: Option<&Principal>,
+    reason: &str,
+    status: StatusCode,
+    started: Instant,
+) {
     tracing::info!(
         target: "audit", request_id, route = %route.name,
         subject = p.map(|p| p.identity().subject.as_str()).unwrap_or("-"),
@@ -266,7 +407,11 @@ fn audit_deny(request_id: &str, route: &Route, p: Option<&Principal>, reason: &s
 }
 
 /// The identity headers for an allowed request.
-fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
+fn identity_headers(
+    st: &State,
+    route: &Arc<Route>,
+    p: &Principal,
+) -> Vec<(HeaderName, HeaderValue)> {
     let id = p.identity();
     let mut out = Vec::with_capacity(5);
     let mut add = |name: &'static str, value: &str| {
@@ -286,10 +431,11 @@ fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(Heade
     if !groups.is_empty() {
         add(hdr::X_FORWARDED_GROUPS, &groups.join(","));
     }
-    let assertion = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
+    let assertion = st
+        .assertion
+        .assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
     if !assertion.is_empty() {
         add(hdr::X_POSTERN_JWT_ASSERTION, &assertion);
     }
     out
 }
-

@@ -5,24 +5,26 @@
 //!
 //! The path of a request, top to bottom, is [`gateway::handle`]; each step calls into the module that owns it.
 
+pub mod app;
+pub mod assertion;
+pub mod authn;
 pub mod body;
-pub mod demo;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod diag;
 pub mod duration;
-pub mod identity;
-pub mod policy;
-pub mod secret;
+pub mod gateway;
 pub mod http_client;
+pub mod identity;
 pub mod jwks;
 pub mod jwt;
-pub mod session;
-pub mod assertion;
-pub mod pages;
-pub mod upstream;
-pub mod authn;
-pub mod gateway;
 pub mod oidc;
+pub mod pages;
+pub mod policy;
+pub mod secret;
+pub mod server;
+pub mod session;
 pub mod state;
 pub mod token;
+pub mod upstream;

@@ -1,1 +1,277 @@
-fn main() {}
+//! `postern`: the command line. Parses arguments, sets up logging, reads the environment, and calls the library.
+//! Nothing below this file reads the environment or exits.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use postern::clock::Clock;
+use postern::state::State;
+
+/// Postern: an identity-aware reverse proxy. People sign in with OpenID Connect (Microsoft Entra ID or any
+/// provider with a discovery document), services present bearer tokens, and policy files say who may reach
+/// which tool.
+#[derive(Parser, Debug)]
+#[command(name = "postern", version, about, long_about = None, after_help = "Examples:\n  postern demo                                  try it: provider, upstream and Postern on 127.0.0.1\n  postern check --config /etc/postern/postern.toml\n  postern serve --config /etc/postern/postern.toml\n  postern keygen --out-dir /etc/postern")]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "POSTERN_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `postern=debug,audit=info`); RUST_LOG is used when unset.
+    #[arg(long, global = true, env = "POSTERN_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run Postern with a config file.
+    ///
+    /// Example: postern serve --config /etc/postern/postern.toml
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Try Postern: a development OpenID provider, an echo upstream and Postern on 127.0.0.1, no files needed.
+    ///
+    /// Open the printed URL and sign in as alice (groups eng, admins), bob (eng) or carol (no group).
+    /// Example: postern demo --listen 127.0.0.1:8080
+    Demo {
+        /// Postern's address; loopback only. The echo upstream takes the next port when it is free.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Check a config file and its policies without starting anything; exits non-zero on errors.
+    ///
+    /// Example: postern check --config /etc/postern/postern.toml
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write a session secret (session.key) and an assertion signing key (signing.pem), readable by the owner only.
+    ///
+    /// Example: postern keygen --out-dir /etc/postern
+    Keygen {
+        /// Where to write the keys.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log.as_deref());
+    // One crypto provider for the whole process; an error means one is already installed, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Keygen { out_dir, force } => keygen(&out_dir, force),
+        Command::Version => {
+            println!("postern {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
+        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(demo(listen))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and checks config and policies, printing warnings; the error lists every problem.
+fn load(config_path: &Path) -> Result<(postern::config::Config, postern::policy::Policy)> {
+    let (config, warnings) = postern::config::load(config_path, &env)
+        .map_err(|d| anyhow::anyhow!("the config has errors:\n{d}"))?;
+    for w in warnings.warnings() {
+        eprintln!("{w}");
+    }
+    let (policy, warnings) = postern::policy::load_dir(&config.policies_dir)
+        .map_err(|d| anyhow::anyhow!("the policies have errors:\n{d}"))?;
+    for w in warnings.warnings() {
+        eprintln!("{w}");
+    }
+    Ok((config, policy))
+}
+
+fn check(config_path: &Path) -> Result<()> {
+    let (config, policy) = load(config_path)?;
+    println!(
+        "{}: OK ({} route{} from {})",
+        config_path.display(),
+        policy.routes().len(),
+        if policy.routes().len() == 1 { "" } else { "s" },
+        config.policies_dir.display()
+    );
+    Ok(())
+}
+
+async fn serve(config_path: &Path) -> Result<()> {
+    let (config, policy) = load(config_path)?;
+    let listeners = postern::app::bind(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let addrs = postern::app::addresses(&listeners);
+    let state = State::build(config, policy, State::memory_store(), Clock::system())?;
+    tracing::info!(listen = ?addrs, public_url = %state.config.server.public_url, "postern is serving");
+    let (_shared, task) = postern::app::launch(state, listeners, shutdown_signal());
+    task.await.context("the server stopped unexpectedly")?;
+    Ok(())
+}
+
+async fn demo(listen: SocketAddr) -> Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let echo_listen = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1));
+    let options = postern::demo::DemoOptions {
+        listen,
+        echo_listen,
+        ..Default::default()
+    };
+    let demo = postern::demo::start(options, stop_rx).await?;
+    println!();
+    println!(
+        "  Postern demo is running. Open {}/ in a browser.",
+        demo.url
+    );
+    println!(
+        "  Sign in as alice (groups eng, admins), bob (eng) or carol (no group); try {}/admin too.",
+        demo.url
+    );
+    println!(
+        "  Development OpenID provider (for development only): {}",
+        demo.provider.issuer()
+    );
+    println!("  Echo upstream: {}", demo.echo.url());
+    println!();
+    println!("  A service calling with a client-credentials token:");
+    println!(
+        "    TOKEN=$(curl -s -u {id}:{secret} -d grant_type=client_credentials -d scope=api://postern/.default {issuer}/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')",
+        id = demo.provider.config().client_id,
+        secret = demo.provider.config().client_secret,
+        issuer = demo.provider.issuer()
+    );
+    println!("    curl -H \"Authorization: Bearer $TOKEN\" {}/", demo.url);
+    println!();
+    println!("  Press Ctrl-C to stop.");
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn keygen(out_dir: &Path, force: bool) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let session = out_dir.join("session.key");
+    let signing = out_dir.join("signing.pem");
+    for f in [&session, &signing] {
+        if f.exists() && !force {
+            bail!(
+                "{} exists; pass --force to replace it (replacing the session key signs everyone out)",
+                f.display()
+            );
+        }
+    }
+    let write = |path: &Path, content: &str| -> Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(content.as_bytes())?;
+        Ok(())
+    };
+    let key = {
+        use base64::Engine;
+        let raw =
+            postern::config::decode_key_material(postern::secret::random_token(64).as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    };
+    write(&session, &format!("{key}\n"))?;
+    write(&signing, &postern::assertion::generate_key_pem()?)?;
+    println!(
+        "wrote {} (session secret) and {} (assertion signing key), mode 0600",
+        session.display(),
+        signing.display()
+    );
+    println!(
+        "config:\n  [session]\n  secret = {{ file = \"{}\" }}\n\n  [assertion]\n  signing_key = \"{}\"",
+        session.display(),
+        signing.display()
+    );
+    Ok(())
+}

@@ -26,8 +26,21 @@ pub struct Page {
 
 impl Page {
     /// A page without links.
-    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>, reason: &'static str, request_id: &str) -> Page {
-        Page { status, title: title.into(), message: message.into(), reason, request_id: request_id.to_string(), links: Vec::new() }
+    pub fn new(
+        status: StatusCode,
+        title: impl Into<String>,
+        message: impl Into<String>,
+        reason: &'static str,
+        request_id: &str,
+    ) -> Page {
+        Page {
+            status,
+            title: title.into(),
+            message: message.into(),
+            reason,
+            request_id: request_id.to_string(),
+            links: Vec::new(),
+        }
     }
 
     /// Adds a link.
@@ -59,7 +72,11 @@ impl Page {
     fn html(&self) -> String {
         let mut links = String::new();
         for (label, href) in &self.links {
-            links.push_str(&format!("<a class=\"button\" href=\"{}\">{}</a> ", escape(href), escape(label)));
+            links.push_str(&format!(
+                "<a class=\"button\" href=\"{}\">{}</a> ",
+                escape(href),
+                escape(label)
+            ));
         }
         format!(
             r#"<!doctype html>
@@ -95,8 +112,14 @@ pub fn security_headers(h: &mut http::HeaderMap) {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
@@ -106,7 +129,14 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))))
+        .any(|v| {
+            v.split(',').any(|t| {
+                t.trim()
+                    .split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+            })
+        })
 }
 
 /// HTML-escapes text.
@@ -129,7 +159,10 @@ pub fn escape(text: &str) -> String {
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     security_headers(response.headers_mut());
     response
 }
@@ -141,7 +174,9 @@ pub fn redirect(location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -151,12 +186,22 @@ mod tests {
 
     #[test]
     fn html_is_escaped_and_json_is_for_non_browsers() {
-        let page = Page::new(StatusCode::FORBIDDEN, "No <access>", "for \"x\"", "groups-unauthorized", "rid").link("Sign out", "/oauth2/sign_out");
+        let page = Page::new(
+            StatusCode::FORBIDDEN,
+            "No <access>",
+            "for \"x\"",
+            "groups-unauthorized",
+            "rid",
+        )
+        .link("Sign out", "/oauth2/sign_out");
         let html = page.html();
         assert!(html.contains("No &lt;access&gt;") && html.contains("for &quot;x&quot;"));
         assert!(html.contains("rid") && html.contains("groups-unauthorized"));
         let mut h = http::HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9"),
+        );
         assert!(wants_html(&h));
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         assert!(!wants_html(&h));

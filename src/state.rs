@@ -59,9 +59,20 @@ pub enum StartError {
 
 impl State {
     /// Builds the services for `config` and `policy`, with sessions in `store`.
-    pub fn build(config: Config, policy: Policy, store: Arc<dyn SessionStore>, clock: Clock) -> Result<State, StartError> {
-        let http = HttpClient::new(config.oidc.ca_file.as_deref(), Duration::from_secs(10)).map_err(|e| StartError::Keys(e.to_string()))?;
-        let provider = Arc::new(Provider::new(config.oidc.clone(), http.clone(), config.redirect_uri(), clock.clone()));
+    pub fn build(
+        config: Config,
+        policy: Policy,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+    ) -> Result<State, StartError> {
+        let http = HttpClient::new(config.oidc.ca_file.as_deref(), Duration::from_secs(10))
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        let provider = Arc::new(Provider::new(
+            config.oidc.clone(),
+            http.clone(),
+            config.redirect_uri(),
+            clock.clone(),
+        ));
         let session_key = match &config.session.secret {
             Some(s) => s.expose().clone(),
             None => {
@@ -81,9 +92,23 @@ impl State {
                 crate::assertion::generate_key_pem().map_err(|e| StartError::Keys(e.to_string()))?
             }
         };
-        let assertion = AssertionSigner::new(&pem, config.public_origin(), config.assertion.ttl, clock.clone()).map_err(|e| StartError::Keys(e.to_string()))?;
-        let upstream = UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
-        let bearer = BearerValidator::new(&config.bearer, provider.clone(), http, config.oidc.leeway, config.oidc.jwks_refetch_interval, clock.clone());
+        let assertion = AssertionSigner::new(
+            &pem,
+            config.public_origin(),
+            config.assertion.ttl,
+            clock.clone(),
+        )
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+        let upstream =
+            UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
+        let bearer = BearerValidator::new(
+            &config.bearer,
+            provider.clone(),
+            http,
+            config.oidc.leeway,
+            config.oidc.jwks_refetch_interval,
+            clock.clone(),
+        );
         let sessions = Sessions::new(store, config.session.clone(), clock.clone());
         Ok(State {
             config: Arc::new(config),
@@ -99,7 +124,10 @@ impl State {
                 .max_capacity(1_000_000)
                 .time_to_live(crate::oidc::login::LOGIN_TTL + Duration::from_secs(60))
                 .build(),
-            refreshes: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
+            refreshes: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(10))
+                .build(),
         })
     }
 
@@ -110,6 +138,9 @@ impl State {
 
     /// This snapshot with another policy: what a reload swaps in.
     pub fn with_policy(&self, policy: Policy) -> State {
-        State { policy: Arc::new(policy), ..self.clone() }
+        State {
+            policy: Arc::new(policy),
+            ..self.clone()
+        }
     }
 }

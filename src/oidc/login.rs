@@ -54,16 +54,32 @@ fn set_cookie(response: &mut Response<Body>, cookie: &cookie::Cookie<'_>) {
 }
 
 fn start_link(return_to: &str) -> String {
-    format!("/oauth2/start?rd={}", url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>())
+    format!(
+        "/oauth2/start?rd={}",
+        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+    )
 }
 
 /// Starts a sign-in that returns to `return_to` (already checked to be a path on our origin).
-pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id: &str, html: bool) -> Response<Body> {
+pub async fn start(
+    st: &State,
+    headers: &HeaderMap,
+    return_to: &str,
+    request_id: &str,
+    html: bool,
+) -> Response<Body> {
     let state = random_token(32);
     let nonce = random_token(32);
     let verifier = random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
-    let url = match st.provider.authorization_url(&state, &nonce, &challenge).await {
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let url = match st
+        .provider
+        .authorization_url(&state, &nonce, &challenge)
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(request_id, reason = e.code(), error = %e, "cannot start sign-in");
@@ -78,7 +94,13 @@ pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id:
             .render(html);
         }
     };
-    let pending = PendingLogin { s: state.clone(), n: nonce, v: verifier, r: return_to.to_string(), t: st.clock.now() };
+    let pending = PendingLogin {
+        s: state.clone(),
+        n: nonce,
+        v: verifier,
+        r: return_to.to_string(),
+        t: st.clock.now(),
+    };
     let mut response = redirect(url.as_str());
     // Bound the number of pending sign-ins per browser: drop the oldest (and any that no longer open).
     let mut existing: Vec<(String, u64)> = st
@@ -86,7 +108,10 @@ pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id:
         .login_cookies(headers)
         .into_iter()
         .map(|(name, value)| {
-            let started = value.and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok()).map(|p| p.t).unwrap_or(0);
+            let started = value
+                .and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok())
+                .map(|p| p.t)
+                .unwrap_or(0);
             (name, started)
         })
         .collect();
@@ -95,9 +120,18 @@ pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id:
     for (name, _) in existing.iter().take(excess) {
         set_cookie(&mut response, &st.cookies.removal(name));
     }
-    let Some(cookie) = serde_json::to_string(&pending).ok().and_then(|v| st.cookies.login_cookie(&state, &v, LOGIN_TTL)) else {
-        return Page::new(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "Postern could not start the sign-in.", "login-cookie-failed", request_id)
-            .render(html);
+    let Some(cookie) = serde_json::to_string(&pending)
+        .ok()
+        .and_then(|v| st.cookies.login_cookie(&state, &v, LOGIN_TTL))
+    else {
+        return Page::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in failed",
+            "Postern could not start the sign-in.",
+            "login-cookie-failed",
+            request_id,
+        )
+        .render(html);
     };
     set_cookie(&mut response, &cookie);
     tracing::debug!(request_id, "sign-in started");
@@ -116,21 +150,44 @@ fn callback_failure(
     html: bool,
 ) -> Response<Body> {
     tracing::warn!(request_id, reason, "sign-in failed");
-    let mut response = Page::new(status, "Sign-in failed", message, reason, request_id).link("Try again", start_link(return_to)).render(html);
+    let mut response = Page::new(status, "Sign-in failed", message, reason, request_id)
+        .link("Try again", start_link(return_to))
+        .render(html);
     if let Some(state) = state {
-        set_cookie(&mut response, &st.cookies.removal(&st.cookies.login_cookie_name(state)));
+        set_cookie(
+            &mut response,
+            &st.cookies.removal(&st.cookies.login_cookie_name(state)),
+        );
     }
     response
 }
 
 /// Completes a sign-in: checks the login cookie and `state`, exchanges the code with the PKCE verifier, verifies
 /// the ID token with the nonce, creates the session and returns the browser where it started.
-pub async fn callback(st: &State, headers: &HeaderMap, query: Option<&str>, request_id: &str, html: bool) -> Response<Body> {
+pub async fn callback(
+    st: &State,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    request_id: &str,
+    html: bool,
+) -> Response<Body> {
     let q = query_map(query);
     let Some(state) = q.get("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return callback_failure(st, None, StatusCode::BAD_REQUEST, "This sign-in link is incomplete (no state). Start again from the page you wanted.", "login-state-missing", "/", request_id, html);
+        return callback_failure(
+            st,
+            None,
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete (no state). Start again from the page you wanted.",
+            "login-state-missing",
+            "/",
+            request_id,
+            html,
+        );
     };
-    let pending = st.cookies.login_value(headers, state).and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok());
+    let pending = st
+        .cookies
+        .login_value(headers, state)
+        .and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok());
     let Some(pending) = pending else {
         return callback_failure(
             st,
@@ -143,67 +200,146 @@ pub async fn callback(st: &State, headers: &HeaderMap, query: Option<&str>, requ
             html,
         );
     };
-    let return_to = safe_return_path(&pending.r, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
-    let fail = |status, message: &str, reason| callback_failure(st, Some(state), status, message, reason, &return_to, request_id, html);
+    let return_to = safe_return_path(&pending.r, &st.config.server.public_url)
+        .unwrap_or_else(|| "/".to_string());
+    let fail = |status, message: &str, reason| {
+        callback_failure(
+            st,
+            Some(state),
+            status,
+            message,
+            reason,
+            &return_to,
+            request_id,
+            html,
+        )
+    };
     if !constant_time_eq(pending.s.as_bytes(), state.as_bytes()) {
-        return fail(StatusCode::BAD_REQUEST, "This sign-in does not match the one this browser started. Start again.", "login-state-mismatch");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "This sign-in does not match the one this browser started. Start again.",
+            "login-state-mismatch",
+        );
     }
     if st.clock.now().saturating_sub(pending.t) > LOGIN_TTL.as_secs() {
-        return fail(StatusCode::BAD_REQUEST, "This sign-in took too long. Start again.", "login-expired");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "This sign-in took too long. Start again.",
+            "login-expired",
+        );
     }
     // A state is good for one callback: a replayed callback (even with a copied cookie) is refused.
     if st.used_states.contains_key(state) {
-        return fail(StatusCode::BAD_REQUEST, "This sign-in has already been completed. Start again.", "login-replayed");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "This sign-in has already been completed. Start again.",
+            "login-replayed",
+        );
     }
     st.used_states.insert(state.clone(), ());
     if let Some(error) = q.get("error") {
-        let error: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
         tracing::warn!(request_id, provider_error = %error, "the provider refused the sign-in");
         let message = format!("The sign-in provider refused the sign-in ({error}).");
-        return callback_failure(st, Some(state), StatusCode::FORBIDDEN, &message, "provider-error", &return_to, request_id, html);
+        return callback_failure(
+            st,
+            Some(state),
+            StatusCode::FORBIDDEN,
+            &message,
+            "provider-error",
+            &return_to,
+            request_id,
+            html,
+        );
     }
     let Some(code) = q.get("code").filter(|c| !c.is_empty()) else {
-        return fail(StatusCode::BAD_REQUEST, "The provider sent no authorization code. Start again.", "login-code-missing");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The provider sent no authorization code. Start again.",
+            "login-code-missing",
+        );
     };
     let tokens = match st.provider.exchange_code(code, &pending.v).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(request_id, reason = e.code(), error = %e, "code exchange failed");
-            return fail(StatusCode::BAD_GATEWAY, "The sign-in provider did not complete the sign-in. Please try again.", e.code());
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                "The sign-in provider did not complete the sign-in. Please try again.",
+                e.code(),
+            );
         }
     };
     let id_token = tokens.id_token.unwrap_or_default();
-    let claims = match st.provider.verify_id_token(&id_token, Some(&pending.n)).await {
+    let claims = match st
+        .provider
+        .verify_id_token(&id_token, Some(&pending.n))
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(request_id, reason = e.code(), error = %e, "ID token refused");
-            return fail(StatusCode::UNAUTHORIZED, "The sign-in provider's answer could not be verified, so you are not signed in.", e.code());
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "The sign-in provider's answer could not be verified, so you are not signed in.",
+                e.code(),
+            );
         }
     };
     let identity = Identity::from_claims(claims, Proof::Session);
     let who = identity.display().to_string();
     let subject = identity.subject.clone();
-    let session = match st.sessions.create(identity, Some(id_token), tokens.refresh_token).await {
+    let session = match st
+        .sessions
+        .create(identity, Some(id_token), tokens.refresh_token)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(request_id, error = %e, "cannot save the session");
-            return fail(StatusCode::SERVICE_UNAVAILABLE, "Postern could not save your session. Please try again.", "session-store-failed");
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Postern could not save your session. Please try again.",
+                "session-store-failed",
+            );
         }
     };
-    let Some(cookie) = st.cookies.session_cookie(session.id.expose(), st.sessions.cookie_max_age(&session)) else {
-        return fail(StatusCode::INTERNAL_SERVER_ERROR, "Postern could not create your session cookie.", "session-cookie-failed");
+    let Some(cookie) = st
+        .cookies
+        .session_cookie(session.id.expose(), st.sessions.cookie_max_age(&session))
+    else {
+        return fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Postern could not create your session cookie.",
+            "session-cookie-failed",
+        );
     };
     tracing::info!(target: "audit", request_id, event = "sign-in", subject = %subject, user = %who, "signed in");
     let mut response = redirect(&return_to);
     set_cookie(&mut response, &cookie);
-    set_cookie(&mut response, &st.cookies.removal(&st.cookies.login_cookie_name(state)));
+    set_cookie(
+        &mut response,
+        &st.cookies.removal(&st.cookies.login_cookie_name(state)),
+    );
     response
 }
 
 /// Ends the session and, when the provider supports it, signs out there too.
-pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, request_id: &str) -> Response<Body> {
+pub async fn sign_out(
+    st: &State,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
     let q = query_map(query);
-    let return_to = q.get("rd").and_then(|r| safe_return_path(r, &st.config.server.public_url)).unwrap_or_else(|| "/".to_string());
+    let return_to = q
+        .get("rd")
+        .and_then(|r| safe_return_path(r, &st.config.server.public_url))
+        .unwrap_or_else(|| "/".to_string());
     let mut id_token_hint = None;
     if let Some(ticket) = st.cookies.session_ticket(headers) {
         if let Ok(Some(session)) = st.sessions.get(&ticket).await {
@@ -215,20 +351,39 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
         }
     }
     let signed_out = format!("{}/oauth2/signed_out", st.config.public_origin());
-    let target = match st.provider.end_session_url(id_token_hint.as_deref(), &signed_out, &return_to).await {
+    let target = match st
+        .provider
+        .end_session_url(id_token_hint.as_deref(), &signed_out, &return_to)
+        .await
+    {
         Some(url) => url.to_string(),
-        None => format!("/oauth2/signed_out?state={}", url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()),
+        None => format!(
+            "/oauth2/signed_out?state={}",
+            url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+        ),
     };
     let mut response = redirect(&target);
-    set_cookie(&mut response, &st.cookies.removal(st.cookies.session_name()));
+    set_cookie(
+        &mut response,
+        &st.cookies.removal(st.cookies.session_name()),
+    );
     response
 }
 
 /// The page shown after sign-out.
 pub fn signed_out(st: &State, query: Option<&str>, request_id: &str, html: bool) -> Response<Body> {
     let q = query_map(query);
-    let back = q.get("state").and_then(|r| safe_return_path(r, &st.config.server.public_url)).unwrap_or_else(|| "/".to_string());
-    Page::new(StatusCode::OK, "You are signed out", "You have been signed out of Postern.", "signed-out", request_id)
-        .link("Sign in again", start_link(&back))
-        .render(html)
+    let back = q
+        .get("state")
+        .and_then(|r| safe_return_path(r, &st.config.server.public_url))
+        .unwrap_or_else(|| "/".to_string());
+    Page::new(
+        StatusCode::OK,
+        "You are signed out",
+        "You have been signed out of Postern.",
+        "signed-out",
+        request_id,
+    )
+    .link("Sign in again", start_link(&back))
+    .render(html)
 }

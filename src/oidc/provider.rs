@@ -117,8 +117,20 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl Provider {
     /// A provider; nothing is fetched until [`Provider::discovered`] is first called.
-    pub fn new(config: OidcConfig, http: HttpClient, redirect_uri: String, clock: Clock) -> Provider {
-        Provider { config, http, redirect_uri, clock, discovered: ArcSwapOption::empty(), discover_lock: tokio::sync::Mutex::new(None) }
+    pub fn new(
+        config: OidcConfig,
+        http: HttpClient,
+        redirect_uri: String,
+        clock: Clock,
+    ) -> Provider {
+        Provider {
+            config,
+            http,
+            redirect_uri,
+            clock,
+            discovered: ArcSwapOption::empty(),
+            discover_lock: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The configuration.
@@ -136,7 +148,9 @@ impl Provider {
             return Ok(d);
         }
         if last_failure.is_some_and(|t| t.elapsed() < DISCOVERY_RETRY) {
-            return Err(OidcError::Unavailable("discovery failed moments ago; retrying shortly".into()));
+            return Err(OidcError::Unavailable(
+                "discovery failed moments ago; retrying shortly".into(),
+            ));
         }
         match self.discover().await {
             Ok(d) => {
@@ -169,26 +183,50 @@ impl Provider {
             )));
         }
         let endpoint = |name: &str, value: &str| -> Result<Url, OidcError> {
-            let u = Url::parse(value).map_err(|_| OidcError::BadDiscovery(format!("{name} is not a URL")))?;
+            let u = Url::parse(value)
+                .map_err(|_| OidcError::BadDiscovery(format!("{name} is not a URL")))?;
             if !is_secure_or_loopback(&u) {
-                return Err(OidcError::BadDiscovery(format!("{name} must be https:// (or http:// on loopback)")));
+                return Err(OidcError::BadDiscovery(format!(
+                    "{name} must be https:// (or http:// on loopback)"
+                )));
             }
             Ok(u)
         };
-        let token = doc.token_endpoint.as_deref().ok_or_else(|| OidcError::BadDiscovery("no token_endpoint".into()))?;
+        let token = doc
+            .token_endpoint
+            .as_deref()
+            .ok_or_else(|| OidcError::BadDiscovery("no token_endpoint".into()))?;
         let metadata = Metadata {
-            authorization_endpoint: endpoint("authorization_endpoint", &doc.authorization_endpoint)?,
+            authorization_endpoint: endpoint(
+                "authorization_endpoint",
+                &doc.authorization_endpoint,
+            )?,
             token_endpoint: endpoint("token_endpoint", token)?,
             jwks_uri: endpoint("jwks_uri", &doc.jwks_uri)?,
-            end_session_endpoint: doc.end_session_endpoint.as_deref().map(|u| endpoint("end_session_endpoint", u)).transpose()?,
+            end_session_endpoint: doc
+                .end_session_endpoint
+                .as_deref()
+                .map(|u| endpoint("end_session_endpoint", u))
+                .transpose()?,
         };
-        let keys = Arc::new(IssuerKeys::new(metadata.jwks_uri.clone(), self.http.clone(), self.config.jwks_refetch_interval));
-        keys.refresh().await.map_err(|e| OidcError::Unavailable(e.to_string()))?;
+        let keys = Arc::new(IssuerKeys::new(
+            metadata.jwks_uri.clone(),
+            self.http.clone(),
+            self.config.jwks_refetch_interval,
+        ));
+        keys.refresh()
+            .await
+            .map_err(|e| OidcError::Unavailable(e.to_string()))?;
         Ok(Discovered { metadata, keys })
     }
 
     /// The URL that starts a sign-in at the provider.
-    pub async fn authorization_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> Result<Url, OidcError> {
+    pub async fn authorization_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        pkce_challenge: &str,
+    ) -> Result<Url, OidcError> {
         let d = self.discovered().await?;
         let mut url = d.metadata.authorization_endpoint.clone();
         url.query_pairs_mut()
@@ -204,7 +242,11 @@ impl Provider {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(&self, code: &str, pkce_verifier: &str) -> Result<Tokens, OidcError> {
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+    ) -> Result<Tokens, OidcError> {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -220,7 +262,10 @@ impl Provider {
 
     /// Uses a refresh token.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, OidcError> {
-        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
         self.token_request(&form).await
     }
 
@@ -230,10 +275,21 @@ impl Provider {
         let authorization = match self.config.client_auth {
             ClientAuth::SecretBasic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", enc(&self.config.client_id), enc(self.config.client_secret.expose()));
-                let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
-                Some(HeaderValue::from_str(&value).map_err(|_| OidcError::TokenEndpoint("client credentials are not valid header text".into()))?)
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let pair = format!(
+                    "{}:{}",
+                    enc(&self.config.client_id),
+                    enc(self.config.client_secret.expose())
+                );
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                );
+                Some(HeaderValue::from_str(&value).map_err(|_| {
+                    OidcError::TokenEndpoint("client credentials are not valid header text".into())
+                })?)
             }
             ClientAuth::SecretPost => {
                 fields.push(("client_id", &self.config.client_id));
@@ -248,28 +304,53 @@ impl Provider {
             .map_err(|e| OidcError::TokenEndpoint(e.to_string()))?;
         let body: Option<Value> = serde_json::from_slice(&response.body).ok();
         if !response.status.is_success() {
-            if let Some(error) = body.as_ref().and_then(|b| b.get("error")).and_then(Value::as_str) {
-                let error = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+            if let Some(error) = body
+                .as_ref()
+                .and_then(|b| b.get("error"))
+                .and_then(Value::as_str)
+            {
+                let error = error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
                 return Err(OidcError::TokenRefused { error });
             }
-            return Err(OidcError::TokenEndpoint(format!("status {}", response.status)));
+            return Err(OidcError::TokenEndpoint(format!(
+                "status {}",
+                response.status
+            )));
         }
-        let body = body.filter(Value::is_object).ok_or_else(|| OidcError::BadTokenResponse("not a JSON object".into()))?;
+        let body = body
+            .filter(Value::is_object)
+            .ok_or_else(|| OidcError::BadTokenResponse("not a JSON object".into()))?;
         let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
         if text("access_token").is_none() && text("id_token").is_none() {
-            return Err(OidcError::BadTokenResponse("neither access_token nor id_token".into()));
+            return Err(OidcError::BadTokenResponse(
+                "neither access_token nor id_token".into(),
+            ));
         }
         if let Some(t) = text("token_type") {
             if !t.eq_ignore_ascii_case("bearer") {
-                return Err(OidcError::BadTokenResponse("token_type is not Bearer".into()));
+                return Err(OidcError::BadTokenResponse(
+                    "token_type is not Bearer".into(),
+                ));
             }
         }
-        Ok(Tokens { id_token: text("id_token"), refresh_token: text("refresh_token"), expires_in: body.get("expires_in").and_then(Value::as_u64) })
+        Ok(Tokens {
+            id_token: text("id_token"),
+            refresh_token: text("refresh_token"),
+            expires_in: body.get("expires_in").and_then(Value::as_u64),
+        })
     }
 
     /// Verifies an ID token: signature by the provider's key for its `kid` (or any key when it has none), `iss`,
     /// `aud` = our client id, `azp`, `exp`/`nbf`/`iat` with leeway, and the nonce when one is expected.
-    pub async fn verify_id_token(&self, id_token: &str, nonce: Option<&str>) -> Result<Claims, OidcError> {
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Claims, OidcError> {
         let d = self.discovered().await?;
         let audiences = [self.config.client_id.clone()];
         let expect = Expectations {
@@ -285,7 +366,12 @@ impl Provider {
     }
 
     /// The provider's sign-out URL, when it has one.
-    pub async fn end_session_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &str, state: &str) -> Option<Url> {
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Option<Url> {
         let d = self.discovered().await.ok()?;
         let mut url = d.metadata.end_session_endpoint.clone()?;
         {
@@ -309,5 +395,6 @@ impl Provider {
 /// `issuer + /.well-known/openid-configuration`, keeping any path in the issuer.
 pub fn discovery_url(issuer: &str) -> Result<Url, String> {
     let base = issuer.trim_end_matches('/');
-    Url::parse(&format!("{base}/.well-known/openid-configuration")).map_err(|e| format!("issuer is not a URL: {e}"))
+    Url::parse(&format!("{base}/.well-known/openid-configuration"))
+        .map_err(|e| format!("issuer is not a URL: {e}"))
 }

@@ -42,7 +42,10 @@ pub fn load_dir(dir: &Path) -> Result<(Policy, Diagnostics), Diagnostics> {
         }
     }
     if sources.is_empty() && !out.has_errors() {
-        out.file_error(dir, "no policy files (*.toml) here: without routes every request is refused");
+        out.file_error(
+            dir,
+            "no policy files (*.toml) here: without routes every request is refused",
+        );
     }
     match load_sources(&sources) {
         Ok((policy, warnings)) if !out.has_errors() => {
@@ -88,13 +91,21 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
     let mut names: HashMap<String, String> = HashMap::new();
     for (src, file) in &parsed {
         for route in &file.route {
-            let c = RouteCompiler { src, groups: &groups, out: &mut out, mentioned: &mut policy.mentioned_groups };
+            let c = RouteCompiler {
+                src,
+                groups: &groups,
+                out: &mut out,
+                mentioned: &mut policy.mentioned_groups,
+            };
             if let Some(compiled) = c.route(route) {
                 let here = compiled.location.clone();
                 if let Some(at) = names.insert(compiled.name.clone(), here) {
                     out.0.push(src.error(
                         route.get_ref().name.span(),
-                        format!("route name \"{}\" is already used at {at}; names must be unique", compiled.name),
+                        format!(
+                            "route name \"{}\" is already used at {at}; names must be unique",
+                            compiled.name
+                        ),
                     ));
                 }
                 policy.routes.push(Arc::new(compiled));
@@ -103,7 +114,11 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
     }
     check_ambiguity(&policy, &mut out);
     index(&mut policy);
-    if out.has_errors() { Err(out) } else { Ok((policy, out)) }
+    if out.has_errors() {
+        Err(out)
+    } else {
+        Ok((policy, out))
+    }
 }
 
 fn location(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
@@ -133,26 +148,33 @@ impl RouteCompiler<'_, '_> {
         let host = self.host(&r.host);
         let path = match &r.path {
             None => "/".to_string(),
-            Some(p) => match normalize_path(p.get_ref()) {
-                Ok(n) => {
-                    if n.contains('*') {
-                        self.error(p.span(), "path is a prefix such as \"/admin\"; wildcards are not supported here");
+            Some(p) => {
+                match normalize_path(p.get_ref()) {
+                    Ok(n) => {
+                        if n.contains('*') {
+                            self.error(p.span(), "path is a prefix such as \"/admin\"; wildcards are not supported here");
+                        }
+                        n
                     }
-                    n
+                    Err(e) => {
+                        self.error(p.span(), format!("path \"{}\": {e}", p.get_ref()));
+                        "/".to_string()
+                    }
                 }
-                Err(e) => {
-                    self.error(p.span(), format!("path \"{}\": {e}", p.get_ref()));
-                    "/".to_string()
-                }
-            },
+            }
         };
         let methods = r.methods.as_ref().map(|ms| {
             ms.iter()
-                .filter_map(|m| match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-                    Ok(method) => Some(method),
-                    Err(_) => {
-                        self.error(m.span(), format!("\"{}\" is not an HTTP method", m.get_ref()));
-                        None
+                .filter_map(|m| {
+                    match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                        Ok(method) => Some(method),
+                        Err(_) => {
+                            self.error(
+                                m.span(),
+                                format!("\"{}\" is not an HTTP method", m.get_ref()),
+                            );
+                            None
+                        }
                     }
                 })
                 .collect::<Vec<_>>()
@@ -160,7 +182,10 @@ impl RouteCompiler<'_, '_> {
         let upstream = match Url::parse(r.upstream.get_ref()) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
                 if u.query().is_some() || u.fragment().is_some() {
-                    self.error(r.upstream.span(), "upstream must not have a query or fragment");
+                    self.error(
+                        r.upstream.span(),
+                        "upstream must not have a query or fragment",
+                    );
                 }
                 Some(u)
             }
@@ -172,13 +197,16 @@ impl RouteCompiler<'_, '_> {
                 None
             }
         };
-        let timeout = r.timeout.as_ref().and_then(|t| match crate::duration::parse(t.get_ref()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(t.span(), e);
-                None
-            }
-        });
+        let timeout = r
+            .timeout
+            .as_ref()
+            .and_then(|t| match crate::duration::parse(t.get_ref()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.error(t.span(), e);
+                    None
+                }
+            });
         let (mut accepts_session, mut accepts_bearer) = (true, true);
         if let Some(kinds) = &r.auth {
             accepts_session = false;
@@ -187,7 +215,10 @@ impl RouteCompiler<'_, '_> {
                 match k.get_ref().as_str() {
                     "session" => accepts_session = true,
                     "bearer" => accepts_bearer = true,
-                    other => self.error(k.span(), format!("auth \"{other}\": expected \"session\" or \"bearer\"")),
+                    other => self.error(
+                        k.span(),
+                        format!("auth \"{other}\": expected \"session\" or \"bearer\""),
+                    ),
                 }
             }
             if kinds.is_empty() {
@@ -224,8 +255,14 @@ impl RouteCompiler<'_, '_> {
                 format!("route \"{name}\" has no allow rules, so every request to it is refused"),
             ));
         }
-        let audiences = r.audiences.as_ref().map(|a| a.iter().map(|x| x.get_ref().clone()).collect());
-        if self.out.0[errors_before..].iter().any(|d| d.severity == crate::diag::Severity::Error) {
+        let audiences = r
+            .audiences
+            .as_ref()
+            .map(|a| a.iter().map(|x| x.get_ref().clone()).collect());
+        if self.out.0[errors_before..]
+            .iter()
+            .any(|d| d.severity == crate::diag::Severity::Error)
+        {
             return None;
         }
         let upstream = upstream?;
@@ -249,9 +286,16 @@ impl RouteCompiler<'_, '_> {
     }
 
     fn host(&mut self, h: &Spanned<String>) -> Option<HostPattern> {
-        let text = h.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+        let text = h
+            .get_ref()
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let valid_name = |s: &str| {
-            !s.is_empty() && s.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
         };
         if text == "*" {
             Some(HostPattern::Any)
@@ -259,7 +303,13 @@ impl RouteCompiler<'_, '_> {
             if valid_name(suffix) {
                 Some(HostPattern::Wildcard(format!(".{suffix}")))
             } else {
-                self.error(h.span(), format!("host \"{}\": expected a name such as \"*.example.com\"", h.get_ref()));
+                self.error(
+                    h.span(),
+                    format!(
+                        "host \"{}\": expected a name such as \"*.example.com\"",
+                        h.get_ref()
+                    ),
+                );
                 None
             }
         } else if valid_name(&text) || (text.starts_with('[') && text.ends_with(']')) {
@@ -276,7 +326,8 @@ impl RouteCompiler<'_, '_> {
     fn rule(&mut self, spanned: &Spanned<RuleFile>, label: String) -> Option<Rule> {
         let r = spanned.get_ref();
         let mut conditions = Vec::new();
-        let list = |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+        let list =
+            |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
         if let Some(gs) = &r.groups {
             let mut ids = Vec::new();
             for g in gs {
@@ -312,8 +363,12 @@ impl RouteCompiler<'_, '_> {
             conditions.push(Condition::Tenant(v.values()));
         }
         for (name, values) in r.claims.iter().flatten() {
-            let patterns: BTreeMap<String, ()> = values.values().into_iter().map(|s| (s, ())).collect();
-            conditions.push(Condition::Claim { name: name.clone(), patterns: patterns.into_keys().collect() });
+            let patterns: BTreeMap<String, ()> =
+                values.values().into_iter().map(|s| (s, ())).collect();
+            conditions.push(Condition::Claim {
+                name: name.clone(),
+                patterns: patterns.into_keys().collect(),
+            });
         }
         match r.mfa {
             Some(true) => conditions.push(Condition::Mfa),
@@ -323,7 +378,10 @@ impl RouteCompiler<'_, '_> {
             match a.get_ref().as_str() {
                 "session" => conditions.push(Condition::Auth(Proof::Session)),
                 "bearer" => conditions.push(Condition::Auth(Proof::Bearer)),
-                other => self.error(a.span(), format!("auth \"{other}\": expected \"session\" or \"bearer\"")),
+                other => self.error(
+                    a.span(),
+                    format!("auth \"{other}\": expected \"session\" or \"bearer\""),
+                ),
             }
         }
         let empty_lists = [
@@ -331,12 +389,27 @@ impl RouteCompiler<'_, '_> {
             ("users", r.users.as_ref().is_some_and(Vec::is_empty)),
             ("roles", r.roles.as_ref().is_some_and(Vec::is_empty)),
             ("scopes", r.scopes.as_ref().is_some_and(Vec::is_empty)),
-            ("issuer", r.issuer.as_ref().is_some_and(|v| v.values().is_empty())),
-            ("tenant", r.tenant.as_ref().is_some_and(|v| v.values().is_empty())),
-            ("claims", r.claims.iter().flatten().any(|(_, v)| v.values().is_empty())),
+            (
+                "issuer",
+                r.issuer.as_ref().is_some_and(|v| v.values().is_empty()),
+            ),
+            (
+                "tenant",
+                r.tenant.as_ref().is_some_and(|v| v.values().is_empty()),
+            ),
+            (
+                "claims",
+                r.claims
+                    .iter()
+                    .flatten()
+                    .any(|(_, v)| v.values().is_empty()),
+            ),
         ];
         for (kind, _) in empty_lists.iter().filter(|(_, empty)| *empty) {
-            self.error(spanned.span(), format!("an empty {kind} list matches nobody; remove the condition or list values"));
+            self.error(
+                spanned.span(),
+                format!("an empty {kind} list matches nobody; remove the condition or list values"),
+            );
         }
         Some(Rule { label, conditions })
     }
@@ -348,7 +421,14 @@ fn location_of(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
 
 /// Entra group ids are GUIDs; other providers' group values are written as aliases.
 fn looks_like_id(s: &str) -> bool {
-    s.len() == 36 && s.chars().enumerate().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
+    s.len() == 36
+        && s.chars().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Two routes that would both be the most specific for some request make the outcome depend on file order.
@@ -359,7 +439,10 @@ fn check_ambiguity(policy: &Policy, out: &mut Diagnostics) {
                 (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
                 _ => true,
             };
-            if a.host == b.host && a.path.trim_end_matches('/') == b.path.trim_end_matches('/') && methods_overlap {
+            if a.host == b.host
+                && a.path.trim_end_matches('/') == b.path.trim_end_matches('/')
+                && methods_overlap
+            {
                 out.0.push(crate::diag::Diagnostic {
                     severity: crate::diag::Severity::Error,
                     file: PathBuf::from(a.location.rsplit_once(':').map(|(f, _)| f).unwrap_or(&a.location)),
@@ -438,8 +521,14 @@ public = true
         let get = Method::GET;
         let name = |h: &str, path: &str| p.route(h, path, &get).map(|r| r.name.clone());
         assert_eq!(name("gitlab.example.com", "/"), Some("gitlab".into()));
-        assert_eq!(name("gitlab.example.com", "/admin/users"), Some("gitlab-admin".into()));
-        assert_eq!(name("gitlab.example.com", "/administrator"), Some("gitlab".into()));
+        assert_eq!(
+            name("gitlab.example.com", "/admin/users"),
+            Some("gitlab-admin".into())
+        );
+        assert_eq!(
+            name("gitlab.example.com", "/administrator"),
+            Some("gitlab".into())
+        );
         assert_eq!(name("jira.example.com", "/x"), Some("wild".into()));
         assert_eq!(name("example.com", "/public/a"), Some("any".into()));
         assert_eq!(name("example.com", "/private"), None);
@@ -449,21 +538,38 @@ public = true
     fn an_undefined_group_alias_is_an_error_at_its_position() {
         let text = BASE.replace("groups = [\"admins\"]", "groups = [\"admns\"]");
         let err = load(&text).unwrap_err();
-        assert!(err.to_string().contains("p.toml:17:22: error: group \"admns\" is not defined"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("p.toml:17:22: error: group \"admns\" is not defined"),
+            "{err}"
+        );
     }
 
     #[test]
     fn equally_specific_routes_are_a_load_error() {
-        let text = format!("{BASE}\n[[route]]\nname = \"dup\"\nhost = \"gitlab.example.com\"\npath = \"/admin/\"\nupstream = \"http://x\"\nallow = [{{ groups = [\"eng\"] }}]\n");
+        let text = format!(
+            "{BASE}\n[[route]]\nname = \"dup\"\nhost = \"gitlab.example.com\"\npath = \"/admin/\"\nupstream = \"http://x\"\nallow = [{{ groups = [\"eng\"] }}]\n"
+        );
         let err = load(&text).unwrap_err();
-        assert!(err.to_string().contains("\"dup\" and \"gitlab-admin\""), "{err}");
+        assert!(
+            err.to_string().contains("\"dup\" and \"gitlab-admin\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn rules_without_conditions_are_warned_about() {
-        let text = BASE.replace("allow = [{ groups = [\"eng\"] }]\n\n[[route]]\nname = \"gitlab-admin\"", "allow = [{}]\n\n[[route]]\nname = \"gitlab-admin\"");
+        let text = BASE.replace(
+            "allow = [{ groups = [\"eng\"] }]\n\n[[route]]\nname = \"gitlab-admin\"",
+            "allow = [{}]\n\n[[route]]\nname = \"gitlab-admin\"",
+        );
         let (_, warnings) = load(&text).unwrap();
-        assert!(warnings.to_string().contains("allows everyone who is signed in"), "{warnings}");
+        assert!(
+            warnings
+                .to_string()
+                .contains("allows everyone who is signed in"),
+            "{warnings}"
+        );
     }
 
     #[test]

@@ -136,7 +136,10 @@ impl Policy {
     /// longest path prefix, among routes covering the method. `host` and `path` must be normalised.
     pub fn route(&self, host: &str, path: &str, method: &Method) -> Option<&Arc<Route>> {
         let pick = |candidates: &[usize]| {
-            candidates.iter().map(|&i| &self.routes[i]).find(|r| r.covers(path, method))
+            candidates
+                .iter()
+                .map(|&i| &self.routes[i])
+                .find(|r| r.covers(path, method))
         };
         if let Some(found) = self.exact_hosts.get(host).and_then(|c| pick(c)) {
             return Some(found);
@@ -165,6 +168,7 @@ impl Policy {
 impl Route {
     /// True when this route covers the (normalised) path and the method.
     pub fn covers(&self, path: &str, method: &Method) -> bool {
-        path::has_path_prefix(path, &self.path) && self.methods.as_ref().is_none_or(|m| m.contains(method))
+        path::has_path_prefix(path, &self.path)
+            && self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
 }

@@ -91,16 +91,22 @@ impl UpstreamClient {
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -111,18 +117,22 @@ impl UpstreamClient {
     }
 
     /// Sends `req` to the route's upstream and returns its answer, streaming.
-    pub async fn forward(&self, mut req: Request<Incoming>, f: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        f: Forward<'_>,
+    ) -> Result<Response<Body>, UpstreamError> {
         let uri = upstream_uri(&f.route.upstream, f.path_and_query)?;
         let wants_upgrade = headers::upgrade_requested(req.headers());
         let upgrade_protocol = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
         // The authority the client asked for: Host (HTTP/1.1) or :authority (HTTP/2).
-        let original_host = req
-            .headers()
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
 
         let h = req.headers_mut();
         headers::remove_hop_by_hop(h);
@@ -136,7 +146,10 @@ impl UpstreamClient {
                 h.insert(header::HOST, host.clone());
             }
             _ => {
-                if let Some(authority) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                if let Some(authority) = uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
                     h.insert(header::HOST, authority);
                 }
             }
@@ -164,7 +177,9 @@ impl UpstreamClient {
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return Err(UpstreamError::Protocol("101 without an upgrade request".into()));
+                return Err(UpstreamError::Protocol(
+                    "101 without an upgrade request".into(),
+                ));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
@@ -184,14 +199,27 @@ impl UpstreamClient {
     }
 }
 
-fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Option<&HeaderValue>) {
+fn forwarded_headers(
+    h: &mut http::HeaderMap,
+    f: &Forward<'_>,
+    original_host: Option<&HeaderValue>,
+) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
     let client = f.client_ip.to_string();
     if f.trusted_peer {
-        let chain = h.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
-        let value = if chain.is_empty() { client } else { format!("{chain}, {client}") };
+        let chain = h
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let value = if chain.is_empty() {
+            client
+        } else {
+            format!("{chain}, {client}")
+        };
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(xff, v);
         }
@@ -228,7 +256,8 @@ pub fn upstream_uri(upstream: &url::Url, path_and_query: &str) -> Result<Uri, Up
         None => upstream.host_str().unwrap_or_default().to_string(),
     };
     let text = format!("{}://{authority}{base}{path_and_query}", upstream.scheme());
-    text.parse::<Uri>().map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    text.parse::<Uri>()
+        .map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -249,8 +278,14 @@ mod tests {
     #[test]
     fn upstream_uris_join_base_path_and_request() {
         let u = url::Url::parse("http://10.0.0.5:8080/base/").unwrap();
-        assert_eq!(upstream_uri(&u, "/a/b?x=1").unwrap().to_string(), "http://10.0.0.5:8080/base/a/b?x=1");
+        assert_eq!(
+            upstream_uri(&u, "/a/b?x=1").unwrap().to_string(),
+            "http://10.0.0.5:8080/base/a/b?x=1"
+        );
         let u = url::Url::parse("https://gitlab.internal").unwrap();
-        assert_eq!(upstream_uri(&u, "/").unwrap().to_string(), "https://gitlab.internal/");
+        assert_eq!(
+            upstream_uri(&u, "/").unwrap().to_string(),
+            "https://gitlab.internal/"
+        );
     }
 }
