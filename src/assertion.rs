@@ -128,10 +128,10 @@ impl AssertionSigner {
     ) -> String {
         let now = self.clock.now();
         let cache_key = format!("{reuse_key}\u{0}{audience}");
-        if let Some((jwt, exp)) = self.cache.get(&cache_key) {
-            if exp > now + 60 {
-                return jwt;
-            }
+        if let Some((jwt, exp)) = self.cache.get(&cache_key)
+            && exp > now + 60
+        {
+            return jwt;
         }
         let exp = now + self.ttl.as_secs();
         let claims = json!({

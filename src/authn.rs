@@ -67,16 +67,16 @@ pub async fn authenticate(
     route: &Route,
     request_id: &str,
 ) -> Authn {
-    if headers.contains_key(AUTHORIZATION) {
-        if let Some(token) = bearer_token(headers) {
-            if !route.accepts_bearer {
-                return Authn::BearerNotAccepted;
-            }
-            return match st.bearer.validate(token, route.audiences.as_deref()).await {
-                Ok(identity) => Authn::Principal(Principal::Bearer(identity)),
-                Err(e) => Authn::BearerRefused(e),
-            };
+    if headers.contains_key(AUTHORIZATION)
+        && let Some(token) = bearer_token(headers)
+    {
+        if !route.accepts_bearer {
+            return Authn::BearerNotAccepted;
         }
+        return match st.bearer.validate(token, route.audiences.as_deref()).await {
+            Ok(identity) => Authn::Principal(Principal::Bearer(identity)),
+            Err(e) => Authn::BearerRefused(e),
+        };
     }
     if !route.accepts_session {
         return Authn::Anonymous;

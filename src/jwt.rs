@@ -246,10 +246,10 @@ pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), To
     if expect.now >= exp.saturating_add(expect.leeway) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = time("nbf")? {
-        if nbf > expect.now.saturating_add(expect.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+    if let Some(nbf) = time("nbf")?
+        && nbf > expect.now.saturating_add(expect.leeway)
+    {
+        return Err(TokenError::NotYetValid);
     }
     match time("iat")? {
         Some(iat) if iat > expect.now.saturating_add(expect.leeway) => {

@@ -32,17 +32,6 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_never_prints_its_value() {
-        let s = Secret::new("hunter2".to_string());
-        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
-    }
-}
-
 /// `n` random bytes from the system's secure generator, base64url-encoded: session tickets, `state`, nonces,
 /// PKCE verifiers.
 pub fn random_token(n: usize) -> String {
@@ -53,4 +42,15 @@ pub fn random_token(n: usize) -> String {
         std::process::abort();
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_prints_its_value() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+    }
 }

@@ -162,10 +162,10 @@ impl BearerValidator {
                 if now >= identity.expires_at.saturating_add(self.leeway) {
                     return Err(TokenError::Expired);
                 }
-                if let Some(wanted) = route_audiences {
-                    if !audiences.iter().any(|a| wanted.contains(a)) {
-                        return Err(TokenError::WrongAudience);
-                    }
+                if let Some(wanted) = route_audiences
+                    && !audiences.iter().any(|a| wanted.contains(a))
+                {
+                    return Err(TokenError::WrongAudience);
                 }
                 Ok(identity)
             }

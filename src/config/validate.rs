@@ -219,10 +219,11 @@ impl Validator<'_> {
             cert: self.path(&t.get_ref().cert),
             key: self.path(&t.get_ref().key),
         });
-        if !tls_listen.is_empty() && tls.is_none() {
-            if let Some(first) = raw.tls_listen.first() {
-                self.error(first.span(), "tls_listen needs a certificate: add tls = { cert = \"tls.crt\", key = \"tls.key\" } to [server]");
-            }
+        if !tls_listen.is_empty()
+            && tls.is_none()
+            && let Some(first) = raw.tls_listen.first()
+        {
+            self.error(first.span(), "tls_listen needs a certificate: add tls = { cert = \"tls.crt\", key = \"tls.key\" } to [server]");
         }
         if let (Some(t), true) = (&raw.tls, tls_listen.is_empty()) {
             self.warn(
@@ -259,10 +260,10 @@ impl Validator<'_> {
     fn oidc(&mut self, raw: &Spanned<file::OidcFile>) -> OidcConfig {
         let r = raw.get_ref();
         let issuer_url = self.fetch_url(&r.issuer, "issuer");
-        if let Some(u) = &issuer_url {
-            if u.query().is_some() || u.fragment().is_some() {
-                self.error(r.issuer.span(), "issuer must not have a query or fragment");
-            }
+        if let Some(u) = &issuer_url
+            && (u.query().is_some() || u.fragment().is_some())
+        {
+            self.error(r.issuer.span(), "issuer must not have a query or fragment");
         }
         if r.client_id.get_ref().trim().is_empty() {
             self.error(r.client_id.span(), "client_id must not be empty");
@@ -293,13 +294,13 @@ impl Validator<'_> {
             }
         };
         let ca_file = r.ca_file.as_ref().map(|f| self.path(f.get_ref()));
-        if let (Some(path), Some(spanned)) = (&ca_file, &r.ca_file) {
-            if let Err(e) = std::fs::metadata(path) {
-                self.error(
-                    spanned.span(),
-                    format!("ca_file: cannot read {}: {e}", path.display()),
-                );
-            }
+        if let (Some(path), Some(spanned)) = (&ca_file, &r.ca_file)
+            && let Err(e) = std::fs::metadata(path)
+        {
+            self.error(
+                spanned.span(),
+                format!("ca_file: cannot read {}: {e}", path.display()),
+            );
         }
         OidcConfig {
             // Kept exactly as written: it must equal the `iss` of every token, byte for byte.
@@ -327,10 +328,10 @@ impl Validator<'_> {
         });
         let idle_timeout = self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(8 * 3600));
         let max_lifetime = self.duration(raw.max_lifetime.as_ref(), Duration::from_secs(24 * 3600));
-        if idle_timeout.is_zero() || max_lifetime.is_zero() {
-            if let Some(s) = raw.idle_timeout.as_ref().or(raw.max_lifetime.as_ref()) {
-                self.error(s.span(), "session timeouts must be longer than zero");
-            }
+        if (idle_timeout.is_zero() || max_lifetime.is_zero())
+            && let Some(s) = raw.idle_timeout.as_ref().or(raw.max_lifetime.as_ref())
+        {
+            self.error(s.span(), "session timeouts must be longer than zero");
         }
         let refresh_before = self.duration(raw.refresh_before.as_ref(), Duration::from_secs(60));
         SessionConfig {
@@ -358,10 +359,10 @@ impl Validator<'_> {
             }
         });
         let ttl = self.duration(raw.ttl.as_ref(), Duration::from_secs(300));
-        if ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30) {
-            if let Some(s) = &raw.ttl {
-                self.error(s.span(), "assertion ttl must be between 30s and 5m");
-            }
+        if (ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30))
+            && let Some(s) = &raw.ttl
+        {
+            self.error(s.span(), "assertion ttl must be between 30s and 5m");
         }
         AssertionConfig { signing_key, ttl }
     }

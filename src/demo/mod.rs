@@ -5,7 +5,6 @@ pub mod echo;
 pub mod provider;
 pub mod serve;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -101,12 +100,10 @@ async fn bind_loopback(
     }
 }
 
-fn until(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
-            }
+async fn until(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
         }
     }
 }

@@ -138,17 +138,30 @@ pub async fn start(
     response
 }
 
+/// Where a failed callback happened: the request, and the sign-in attempt when known.
+#[derive(Clone, Copy)]
+struct CallbackContext<'a> {
+    st: &'a State,
+    state: Option<&'a str>,
+    return_to: &'a str,
+    request_id: &'a str,
+    html: bool,
+}
+
 /// A failed callback: the page, and the login cookie removed.
 fn callback_failure(
-    st: &State,
-    state: Option<&str>,
+    cx: &CallbackContext<'_>,
     status: StatusCode,
     message: &str,
     reason: &'static str,
-    return_to: &str,
-    request_id: &str,
-    html: bool,
 ) -> Response<Body> {
+    let CallbackContext {
+        st,
+        state,
+        return_to,
+        request_id,
+        html,
+    } = *cx;
     tracing::warn!(request_id, reason, "sign-in failed");
     let mut response = Page::new(status, "Sign-in failed", message, reason, request_id)
         .link("Try again", start_link(return_to))
@@ -173,15 +186,18 @@ pub async fn callback(
 ) -> Response<Body> {
     let q = query_map(query);
     let Some(state) = q.get("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return callback_failure(
+        let cx = CallbackContext {
             st,
-            None,
+            state: None,
+            return_to: "/",
+            request_id,
+            html,
+        };
+        return callback_failure(
+            &cx,
             StatusCode::BAD_REQUEST,
             "This sign-in link is incomplete (no state). Start again from the page you wanted.",
             "login-state-missing",
-            "/",
-            request_id,
-            html,
         );
     };
     let pending = st
@@ -189,31 +205,30 @@ pub async fn callback(
         .login_value(headers, state)
         .and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok());
     let Some(pending) = pending else {
-        return callback_failure(
+        let cx = CallbackContext {
             st,
-            Some(state),
+            state: Some(state),
+            return_to: "/",
+            request_id,
+            html,
+        };
+        return callback_failure(
+            &cx,
             StatusCode::BAD_REQUEST,
             "This sign-in was not started in this browser, has already been used, or took too long. Start again.",
             "login-state-missing",
-            "/",
-            request_id,
-            html,
         );
     };
     let return_to = safe_return_path(&pending.r, &st.config.server.public_url)
         .unwrap_or_else(|| "/".to_string());
-    let fail = |status, message: &str, reason| {
-        callback_failure(
-            st,
-            Some(state),
-            status,
-            message,
-            reason,
-            &return_to,
-            request_id,
-            html,
-        )
+    let cx = CallbackContext {
+        st,
+        state: Some(state),
+        return_to: &return_to,
+        request_id,
+        html,
     };
+    let fail = |status, message: &str, reason| callback_failure(&cx, status, message, reason);
     if !constant_time_eq(pending.s.as_bytes(), state.as_bytes()) {
         return fail(
             StatusCode::BAD_REQUEST,
@@ -245,16 +260,7 @@ pub async fn callback(
             .collect();
         tracing::warn!(request_id, provider_error = %error, "the provider refused the sign-in");
         let message = format!("The sign-in provider refused the sign-in ({error}).");
-        return callback_failure(
-            st,
-            Some(state),
-            StatusCode::FORBIDDEN,
-            &message,
-            "provider-error",
-            &return_to,
-            request_id,
-            html,
-        );
+        return fail(StatusCode::FORBIDDEN, &message, "provider-error");
     }
     let Some(code) = q.get("code").filter(|c| !c.is_empty()) else {
         return fail(

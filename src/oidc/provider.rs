@@ -330,12 +330,12 @@ impl Provider {
                 "neither access_token nor id_token".into(),
             ));
         }
-        if let Some(t) = text("token_type") {
-            if !t.eq_ignore_ascii_case("bearer") {
-                return Err(OidcError::BadTokenResponse(
-                    "token_type is not Bearer".into(),
-                ));
-            }
+        if let Some(t) = text("token_type")
+            && !t.eq_ignore_ascii_case("bearer")
+        {
+            return Err(OidcError::BadTokenResponse(
+                "token_type is not Bearer".into(),
+            ));
         }
         Ok(Tokens {
             id_token: text("id_token"),

@@ -370,9 +370,8 @@ impl RouteCompiler<'_, '_> {
                 patterns: patterns.into_keys().collect(),
             });
         }
-        match r.mfa {
-            Some(true) => conditions.push(Condition::Mfa),
-            Some(false) | None => {}
+        if let Some(true) = r.mfa {
+            conditions.push(Condition::Mfa)
         }
         if let Some(a) = &r.auth {
             match a.get_ref().as_str() {

@@ -145,10 +145,11 @@ impl Policy {
             return Some(found);
         }
         for (suffix, candidates) in &self.wildcard_hosts {
-            if host.ends_with(suffix.as_str()) && host.len() > suffix.len() {
-                if let Some(found) = pick(candidates) {
-                    return Some(found);
-                }
+            if host.ends_with(suffix.as_str())
+                && host.len() > suffix.len()
+                && let Some(found) = pick(candidates)
+            {
+                return Some(found);
             }
         }
         pick(&self.any_host)
