@@ -22,6 +22,7 @@ pub mod jwt;
 pub mod oidc;
 pub mod pages;
 pub mod policy;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -164,7 +164,28 @@ async fn serve(config_path: &Path) -> Result<()> {
     let addrs = postern::app::addresses(&listeners);
     let state = State::build(config, policy, State::memory_store(), Clock::system())?;
     tracing::info!(listen = ?addrs, public_url = %state.config.server.public_url, "postern is serving");
-    let (_shared, task) = postern::app::launch(state, listeners, shutdown_signal());
+    let (shared, task) = postern::app::launch(state, listeners, shutdown_signal());
+    // Policy changes are picked up without a restart: from the file watcher and on SIGHUP.
+    let _watcher = match postern::reload::watch(shared.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
+            None
+        }
+    };
+    #[cfg(unix)]
+    {
+        let shared = shared.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading policies");
+                    let _ = postern::reload::reload(&shared);
+                }
+            });
+        }
+    }
     task.await.context("the server stopped unexpectedly")?;
     Ok(())
 }
