@@ -17,26 +17,15 @@ use crate::state::{Shared, State};
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, String> {
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let tcp = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         listeners.push(Listener { tcp, tls: None });
     }
     if !config.server.tls_listen.is_empty() {
-        let files = config
-            .server
-            .tls
-            .as_ref()
-            .ok_or("tls_listen needs [server] tls")?;
+        let files = config.server.tls.as_ref().ok_or("tls_listen needs [server] tls")?;
         let acceptor = server::tls::acceptor(&files.cert, &files.key)?;
         for addr in &config.server.tls_listen {
-            let tcp = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            listeners.push(Listener {
-                tcp,
-                tls: Some(acceptor.clone()),
-            });
+            let tcp = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            listeners.push(Listener { tcp, tls: Some(acceptor.clone()) });
         }
     }
     Ok(listeners)
@@ -44,10 +33,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, String> {
 
 /// The addresses listeners are bound to.
 pub fn addresses(listeners: &[Listener]) -> Vec<SocketAddr> {
-    listeners
-        .iter()
-        .filter_map(|l| l.tcp.local_addr().ok())
-        .collect()
+    listeners.iter().filter_map(|l| l.tcp.local_addr().ok()).collect()
 }
 
 /// Serves `state` on `listeners` in a task until `shutdown`; returns the shared state (for reloads) and the task.
@@ -62,7 +48,13 @@ pub fn launch(
     tokio::spawn(async move {
         let _ = provider.discovered().await;
     });
+    let health = state.health.clone();
     let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
-    let task = tokio::spawn(server::run(listeners, shared.clone(), shutdown, grace));
+    let draining = async move {
+        shutdown.await;
+        // Readiness turns false first, so load balancers stop sending while requests in flight finish.
+        health.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let task = tokio::spawn(server::run(listeners, shared.clone(), draining, grace));
     (shared, task)
 }

@@ -21,9 +21,7 @@ use crate::identity::Identity;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Not a PEM PKCS#8 P-256 key.
-    #[error(
-        "the signing key must be a PEM PKCS#8 P-256 (ES256) private key, as `postern keygen` writes: {0}"
-    )]
+    #[error("the signing key must be a PEM PKCS#8 P-256 (ES256) private key, as `postern keygen` writes: {0}")]
     Invalid(String),
 }
 
@@ -42,18 +40,14 @@ pub struct AssertionSigner {
 
 impl std::fmt::Debug for AssertionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionSigner")
-            .field("kid", &self.kid)
-            .field("issuer", &self.issuer)
-            .finish()
+        f.debug_struct("AssertionSigner").field("kid", &self.kid).field("issuer", &self.issuer).finish()
     }
 }
 
 /// A new P-256 key as PEM PKCS#8 (what `postern keygen` writes).
 pub fn generate_key_pem() -> Result<String, KeyError> {
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| KeyError::Invalid("key generation failed".into()))?;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map_err(|_| KeyError::Invalid("key generation failed".into()))?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     for chunk in b64.as_bytes().chunks(64) {
@@ -66,21 +60,13 @@ pub fn generate_key_pem() -> Result<String, KeyError> {
 
 impl AssertionSigner {
     /// A signer with the key in `pem`, issuing as `issuer` (Postern's public URL).
-    pub fn new(
-        pem: &str,
-        issuer: String,
-        ttl: Duration,
-        clock: Clock,
-    ) -> Result<AssertionSigner, KeyError> {
-        let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| KeyError::Invalid(e.to_string()))?
-        {
+    pub fn new(pem: &str, issuer: String, ttl: Duration, clock: Clock) -> Result<AssertionSigner, KeyError> {
+        let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| KeyError::Invalid(e.to_string()))? {
             PrivateKeyDer::Pkcs8(der) => der,
             _ => return Err(KeyError::Invalid("not PKCS#8".into())),
         };
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
-                .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
         // The public key is 0x04 || x || y.
         let public = key.public_key().as_ref();
         if public.len() != 65 {
@@ -90,11 +76,10 @@ impl AssertionSigner {
         let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
         // RFC 7638 thumbprint as the key id: stable for a key, the same on every replica.
         let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            thumbprint_input.as_bytes(),
-        ));
-        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}]});
+        let kid =
+            URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes()));
+        let jwks =
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}]});
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
         Ok(AssertionSigner {
             key,
@@ -105,10 +90,7 @@ impl AssertionSigner {
             ttl,
             clock,
             rng: SystemRandom::new(),
-            cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            cache: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
         })
     }
 
@@ -119,13 +101,7 @@ impl AssertionSigner {
 
     /// An assertion about `identity` for the upstream `audience`. `reuse_key` names the session or token it
     /// stands for: an assertion is reused for the same key and audience until a minute before it expires.
-    pub fn assertion(
-        &self,
-        identity: &Identity,
-        audience: &str,
-        groups: &[&str],
-        reuse_key: &str,
-    ) -> String {
+    pub fn assertion(&self, identity: &Identity, audience: &str, groups: &[&str], reuse_key: &str) -> String {
         let now = self.clock.now();
         let cache_key = format!("{reuse_key}\u{0}{audience}");
         if let Some((jwt, exp)) = self.cache.get(&cache_key)
@@ -150,11 +126,7 @@ impl AssertionSigner {
             "nbf": now,
             "exp": exp,
         });
-        let signing_input = format!(
-            "{}.{}",
-            self.header_b64,
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims.to_string()));
         let jwt = match self.key.sign(&self.rng, signing_input.as_bytes()) {
             Ok(sig) => format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())),
             // Signing only fails if the RNG does; send no assertion rather than a wrong one.
@@ -174,26 +146,14 @@ mod tests {
     #[test]
     fn assertions_verify_with_the_published_keys_and_are_reused() {
         let pem = generate_key_pem().unwrap();
-        let signer = AssertionSigner::new(
-            &pem,
-            "https://postern.example".into(),
-            Duration::from_secs(300),
-            Clock::system(),
-        )
-        .unwrap();
+        let signer =
+            AssertionSigner::new(&pem, "https://postern.example".into(), Duration::from_secs(300), Clock::system())
+                .unwrap();
         let claims = serde_json::json!({"sub": "s", "oid": "o", "email": "a@example.com"});
         let id = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session);
         let jwt = signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket");
-        assert_eq!(
-            jwt,
-            signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket"),
-            "reused"
-        );
-        assert_ne!(
-            jwt,
-            signer.assertion(&id, "http://other:8080", &["g1"], "ticket"),
-            "per audience"
-        );
+        assert_eq!(jwt, signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket"), "reused");
+        assert_ne!(jwt, signer.assertion(&id, "http://other:8080", &["g1"], "ticket"), "per audience");
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&signer.jwks()).unwrap();
         let key = DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
         let mut v = Validation::new(Algorithm::ES256);
@@ -209,14 +169,6 @@ mod tests {
 
     #[test]
     fn a_key_that_is_not_p256_pkcs8_is_refused() {
-        assert!(
-            AssertionSigner::new(
-                "not a key",
-                "x".into(),
-                Duration::from_secs(60),
-                Clock::system()
-            )
-            .is_err()
-        );
+        assert!(AssertionSigner::new("not a key", "x".into(), Duration::from_secs(60), Clock::system()).is_err());
     }
 }

@@ -9,6 +9,7 @@ use http::header::AUTHORIZATION;
 
 use crate::identity::{Identity, Proof};
 use crate::jwt::TokenError;
+use crate::metrics::OutcomeLabels;
 use crate::policy::Route;
 use crate::session::Session;
 use crate::state::State;
@@ -61,12 +62,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates a request for `route`.
-pub async fn authenticate(
-    st: &State,
-    headers: &HeaderMap,
-    route: &Route,
-    request_id: &str,
-) -> Authn {
+pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, request_id: &str) -> Authn {
     if headers.contains_key(AUTHORIZATION)
         && let Some(token) = bearer_token(headers)
     {
@@ -99,11 +95,7 @@ pub async fn authenticate(
 }
 
 /// Refreshes the session's tokens when they expire within `refresh_before`; `None` ends the session.
-async fn refresh_if_due(
-    st: &State,
-    session: Arc<Session>,
-    request_id: &str,
-) -> Option<Arc<Session>> {
+async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Option<Arc<Session>> {
     let now = st.clock.now();
     let due = now + st.sessions.config().refresh_before.as_secs() >= session.identity.expires_at;
     let Some(refresh_token) = session.refresh_token.clone().filter(|_| due) else {
@@ -114,23 +106,13 @@ async fn refresh_if_due(
     let refreshed = st
         .refreshes
         .try_get_with(ticket.clone(), async {
-            let tokens = st
-                .provider
-                .refresh(refresh_token.expose())
-                .await
-                .map_err(|e| e.code())?;
+            let tokens = st.provider.refresh(refresh_token.expose()).await.map_err(|e| e.code())?;
             let mut updated = (*session).clone();
             if let Some(id_token) = tokens.id_token {
-                let claims = st
-                    .provider
-                    .verify_id_token(&id_token, None)
-                    .await
-                    .map_err(|e| e.code())?;
+                let claims = st.provider.verify_id_token(&id_token, None).await.map_err(|e| e.code())?;
                 let identity = Identity::from_claims(claims, Proof::Session);
                 // OpenID Connect Core §12.2: a refreshed ID token must be about the same user.
-                if identity.sub != session.identity.sub
-                    || identity.issuer != session.identity.issuer
-                {
+                if identity.sub != session.identity.sub || identity.issuer != session.identity.issuer {
                     return Err("refresh-subject-changed");
                 }
                 updated.identity = identity;
@@ -141,19 +123,18 @@ async fn refresh_if_due(
             if let Some(rt) = tokens.refresh_token {
                 updated.refresh_token = Some(crate::secret::Secret::new(rt));
             }
-            st.sessions
-                .update(updated.clone())
-                .await
-                .map_err(|_| "session-store-failed")?;
+            st.sessions.update(updated.clone()).await.map_err(|_| "session-store-failed")?;
             Ok::<_, &'static str>(Arc::new(updated))
         })
         .await;
     match refreshed {
         Ok(s) => {
+            st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
             tracing::debug!(request_id, subject = %s.identity.subject, "session refreshed");
             Some(s)
         }
         Err(reason) => {
+            st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "failure", reason: *reason }).inc();
             tracing::info!(target: "audit", request_id, event = "session-ended", subject = %session.identity.subject, reason = *reason, "refresh failed; session ended");
             let _ = st.sessions.end(&ticket).await;
             None

@@ -21,10 +21,7 @@ impl Clock {
 
     /// Now, in seconds since the epoch.
     pub fn now(&self) -> UnixTime {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         real.saturating_add_signed(self.offset.load(Ordering::Relaxed))
     }
 

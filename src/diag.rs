@@ -38,14 +38,7 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {kind}: {}", self.file.display(), self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {kind}: {}",
-                self.file.display(),
-                self.line,
-                self.column,
-                self.message
-            )
+            write!(f, "{}:{}:{}: {kind}: {}", self.file.display(), self.line, self.column, self.message)
         }
     }
 }
@@ -117,29 +110,14 @@ impl<'a> Source<'a> {
         let before = self.text.get(..offset).unwrap_or(self.text);
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let column = before
-            .get(line_start..)
-            .map(|s| s.chars().count())
-            .unwrap_or(0)
-            + 1;
+        let column = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
         (line, column)
     }
 
     /// A diagnostic at `span`.
-    pub fn at(
-        &self,
-        severity: Severity,
-        span: Range<usize>,
-        message: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn at(&self, severity: Severity, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
         let (line, column) = self.line_column(span.start);
-        Diagnostic {
-            severity,
-            file: self.path.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-        }
+        Diagnostic { severity, file: self.path.to_path_buf(), line, column, message: message.into() }
     }
 
     /// An error at `span`.
@@ -158,13 +136,9 @@ impl<'a> Source<'a> {
             let message = e.message().trim().to_string();
             match e.span() {
                 Some(span) => self.error(span, message),
-                None => Diagnostic {
-                    severity: Severity::Error,
-                    file: self.path.to_path_buf(),
-                    line: 0,
-                    column: 0,
-                    message,
-                },
+                None => {
+                    Diagnostic { severity: Severity::Error, file: self.path.to_path_buf(), line: 0, column: 0, message }
+                }
             }
         })
     }

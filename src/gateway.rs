@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::authn::{self, Authn, Principal};
 use crate::body::{Body, full};
+use crate::metrics::{OutcomeLabels, RequestLabels, RouteLabels};
 
 use crate::oidc::login;
 use crate::oidc::redirect::safe_return_path;
@@ -31,112 +32,126 @@ pub struct Conn {
     pub tls: bool,
 }
 
+/// What became of a request, for metrics and the audit log.
+struct Outcome {
+    response: Response<Body>,
+    route: Option<Arc<Route>>,
+    allow: bool,
+    reason: &'static str,
+}
+
+impl Outcome {
+    fn deny(response: Response<Body>, route: Option<&Arc<Route>>, reason: &'static str) -> Outcome {
+        Outcome { response, route: route.cloned(), allow: false, reason }
+    }
+}
+
 /// Handles one request.
 pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let st = shared.load_full();
     let request_id = crate::secret::random_token(12);
+    st.metrics.in_flight.inc();
+    let outcome = route_and_forward(&st, conn, req, &request_id, started).await;
+    st.metrics.in_flight.dec();
+    let route = outcome.route.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| "-".to_string());
+    let labels = RequestLabels {
+        route: route.clone(),
+        decision: if outcome.allow { "allow" } else { "deny" },
+        reason: outcome.reason,
+        status: outcome.response.status().as_u16(),
+    };
+    st.metrics.requests.get_or_create(&labels).inc();
+    st.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    outcome.response
+}
+
+async fn route_and_forward(
+    st: &State,
+    conn: Conn,
+    req: Request<Incoming>,
+    request_id: &str,
+    started: Instant,
+) -> Outcome {
     let html = wants_html(req.headers());
 
     // 1. Reserved paths: Postern's own endpoints, on every host.
-    if let Some(response) = reserved(&st, &req, &request_id, html).await {
-        return response;
+    if let Some(response) = reserved(st, &req, request_id, html).await {
+        return Outcome { response, route: None, allow: true, reason: "postern-endpoint" };
     }
 
     // 2. Route, on the normalised host and path (also what the upstream will see).
     let path = match normalize_path(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
-            return Page::new(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                e.to_string(),
-                "bad-path",
-                &request_id,
-            )
-            .render(html);
+            let page = Page::new(StatusCode::BAD_REQUEST, "Bad request", e.to_string(), "bad-path", request_id);
+            return Outcome::deny(page.render(html), None, "bad-path");
         }
     };
     let Some(host) = request_host(&req) else {
-        return Page::new(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The request names no host.",
-            "missing-host",
-            &request_id,
-        )
-        .render(html);
+        let page =
+            Page::new(StatusCode::BAD_REQUEST, "Bad request", "The request names no host.", "missing-host", request_id);
+        return Outcome::deny(page.render(html), None, "missing-host");
     };
     let Some(route) = st.policy.route(&host, &path, req.method()).cloned() else {
         tracing::info!(target: "audit", request_id, host = %host, path = %path, decision = "deny", reason = "no-route", status = 404u16, "no route");
-        return Page::new(
+        let page = Page::new(
             StatusCode::NOT_FOUND,
             "Not found",
             "Postern has no route for this address.",
             "no-route",
-            &request_id,
-        )
-        .render(html);
+            request_id,
+        );
+        return Outcome::deny(page.render(html), None, "no-route");
     };
 
     // 3. Authenticate.
     let principal = if route.public {
         None
     } else {
-        match authn::authenticate(&st, req.headers(), &route, &request_id).await {
-            Authn::Principal(p) => Some(p),
+        match authn::authenticate(st, req.headers(), &route, request_id).await {
+            Authn::Principal(p) => {
+                if let Principal::Bearer(_) = p {
+                    st.metrics.bearer.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
+                }
+                Some(p)
+            }
             Authn::Anonymous => {
-                return challenge(&st, &req, &route, &path, &request_id, html).await;
+                let response = challenge(st, &req, &route, &path, request_id, html).await;
+                return Outcome::deny(response, Some(&route), "unauthenticated");
             }
             Authn::BearerRefused(e) => {
-                audit_deny(
-                    &request_id,
-                    &route,
-                    None,
-                    e.code(),
-                    StatusCode::UNAUTHORIZED,
-                    started,
-                );
-                return bearer_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    &e.to_string(),
-                    &request_id,
-                );
+                st.metrics.bearer.get_or_create(&OutcomeLabels { outcome: "failure", reason: e.code() }).inc();
+                audit_deny(request_id, &route, None, e.code(), StatusCode::UNAUTHORIZED, started);
+                let response = bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string(), request_id);
+                return Outcome::deny(response, Some(&route), e.code());
             }
             Authn::BearerNotAccepted => {
-                audit_deny(
-                    &request_id,
-                    &route,
-                    None,
-                    "bearer-not-accepted",
-                    StatusCode::UNAUTHORIZED,
-                    started,
-                );
-                return bearer_error(
+                audit_deny(request_id, &route, None, "bearer-not-accepted", StatusCode::UNAUTHORIZED, started);
+                let response = bearer_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_request",
                     "this route does not accept bearer tokens",
-                    &request_id,
+                    request_id,
                 );
+                return Outcome::deny(response, Some(&route), "bearer-not-accepted");
             }
         }
     };
 
     // 4. Decide.
+    let mut rule = None;
     if let Some(p) = &principal {
         let decision = decide(&route, p.identity());
         if !decision.allow {
-            audit_deny(
-                &request_id,
-                &route,
-                Some(p),
+            audit_deny(request_id, &route, Some(p), decision.reason, StatusCode::FORBIDDEN, started);
+            return Outcome::deny(
+                forbidden(&route, p, decision.reason, request_id, html),
+                Some(&route),
                 decision.reason,
-                StatusCode::FORBIDDEN,
-                started,
             );
-            return forbidden(&route, p, decision.reason, &request_id, html);
         }
+        rule = decision.rule;
     }
 
     // 5. Forward.
@@ -144,53 +159,50 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
-    let identity_headers = principal
-        .as_ref()
-        .map(|p| identity_headers(&st, &route, p))
-        .unwrap_or_default();
-    let timeout = route.timeout.unwrap_or(st.config.upstream.timeout);
+    let identity_headers = principal.as_ref().map(|p| identity_headers(st, &route, p)).unwrap_or_default();
     let forward = Forward {
         route: &route,
         path_and_query: &path_and_query,
         client_ip: conn.peer.ip(),
-        trusted_peer: st
-            .config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|r| r.contains(conn.peer.ip())),
+        trusted_peer: st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip())),
         proto: if conn.tls { "https" } else { "http" },
         identity_headers,
         strip_authorization: matches!(principal, Some(Principal::Bearer(_))),
-        timeout,
-        request_id: &request_id,
+        timeout: route.timeout.unwrap_or(st.config.upstream.timeout),
+        request_id,
     };
     let mut req = req;
     hdr::remove_own_cookies(req.headers_mut(), |name| st.cookies.is_own_cookie(name));
     let result = st.upstream.forward(req, forward).await;
 
     // 6. Audit.
-    let subject = principal
-        .as_ref()
-        .map(|p| p.identity().subject.as_str())
-        .unwrap_or("-");
-    let auth = principal
-        .as_ref()
-        .map(|p| p.identity().proof.as_str())
-        .unwrap_or("public");
+    let identity = principal.as_ref().map(|p| p.identity());
+    let subject = identity.map(|i| i.subject.as_str()).unwrap_or("-");
+    let tenant = identity.and_then(|i| i.tenant.as_deref()).unwrap_or("-");
+    let auth = identity.map(|i| i.proof.as_str()).unwrap_or("public");
+    let rule = rule.as_deref().unwrap_or("public");
+    let reason = if route.public { "public" } else { "allowed" };
     match result {
         Ok(response) => {
             tracing::info!(
-                target: "audit", request_id, route = %route.name, subject, auth, decision = "allow",
+                target: "audit", request_id, route = %route.name, subject, tenant, auth, decision = "allow", rule,
                 status = response.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "allowed"
             );
-            response
+            Outcome { response, route: Some(route), allow: true, reason }
         }
         Err(e) => {
             tracing::warn!(
-                target: "audit", request_id, route = %route.name, subject, auth, decision = "allow", reason = e.code(),
-                status = e.status().as_u16(), error = %e, latency_ms = started.elapsed().as_millis() as u64, "upstream failed"
+                target: "audit", request_id, route = %route.name, subject, tenant, auth, decision = "allow", rule,
+                reason = e.code(), status = e.status().as_u16(), error = %e,
+                latency_ms = started.elapsed().as_millis() as u64, "upstream failed"
             );
+            let labels = RequestLabels {
+                route: route.name.clone(),
+                decision: "allow",
+                reason: e.code(),
+                status: e.status().as_u16(),
+            };
+            st.metrics.upstream_errors.get_or_create(&labels).inc();
             let (title, message) = match e.status() {
                 StatusCode::GATEWAY_TIMEOUT => (
                     "The tool did not answer in time",
@@ -201,27 +213,21 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
                     "Postern could not reach the service behind this address. Please try again later.",
                 ),
             };
-            Page::new(e.status(), title, message, e.code(), &request_id).render(html)
+            let response = Page::new(e.status(), title, message, e.code(), request_id).render(html);
+            Outcome { response, route: Some(route), allow: true, reason: e.code() }
         }
     }
 }
 
 /// Postern's own endpoints.
-async fn reserved(
-    st: &State,
-    req: &Request<Incoming>,
-    request_id: &str,
-    html: bool,
-) -> Option<Response<Body>> {
+async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: bool) -> Option<Response<Body>> {
     let path = req.uri().path();
     let query = req.uri().query();
     let response = match path {
         "/oauth2/start" => {
             let rd = query
                 .and_then(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "rd")
-                        .map(|(_, v)| v.into_owned())
+                    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned())
                 })
                 .and_then(|rd| safe_return_path(&rd, &st.config.server.public_url))
                 .unwrap_or_else(|| "/".to_string());
@@ -233,14 +239,8 @@ async fn reserved(
         "/oauth2/userinfo" => userinfo(st, req, request_id).await,
         "/.well-known/postern/jwks.json" => {
             let mut r = Response::new(full(st.assertion.jwks()));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             r
         }
         p if p.starts_with("/oauth2/") || p.starts_with("/.well-known/postern/") => Page::new(
@@ -268,8 +268,7 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
             StatusCode::UNAUTHORIZED,
             &json!({"error": "unauthenticated", "message": "not signed in", "request_id": request_id}),
         );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     };
     let id = &session.identity;
@@ -318,8 +317,7 @@ async fn challenge(
             return_to.push('?');
             return_to.push_str(q);
         }
-        let return_to = safe_return_path(&return_to, &st.config.server.public_url)
-            .unwrap_or_else(|| "/".to_string());
+        let return_to = safe_return_path(&return_to, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
         return login::start(st, req.headers(), &return_to, request_id, html).await;
     }
     if html && route.accepts_session {
@@ -337,41 +335,23 @@ async fn challenge(
         StatusCode::UNAUTHORIZED,
         &json!({"error": "unauthenticated", "message": "this route needs a bearer token or a signed-in session", "request_id": request_id}),
     );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"postern\""),
-    );
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"postern\""));
     r
 }
 
 /// RFC 6750 error response. `description` is one of our own messages; never the token.
-fn bearer_error(
-    status: StatusCode,
-    error: &str,
-    description: &str,
-    request_id: &str,
-) -> Response<Body> {
-    let mut r = json_response(
-        status,
-        &json!({"error": error, "error_description": description, "request_id": request_id}),
-    );
-    let challenge = format!(
-        "Bearer realm=\"postern\", error=\"{error}\", error_description=\"{}\"",
-        description.replace('"', "'")
-    );
+fn bearer_error(status: StatusCode, error: &str, description: &str, request_id: &str) -> Response<Body> {
+    let mut r =
+        json_response(status, &json!({"error": error, "error_description": description, "request_id": request_id}));
+    let challenge =
+        format!("Bearer realm=\"postern\", error=\"{error}\", error_description=\"{}\"", description.replace('"', "'"));
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     r
 }
 
-fn forbidden(
-    route: &Route,
-    p: &Principal,
-    reason: &'static str,
-    request_id: &str,
-    html: bool,
-) -> Response<Body> {
+fn forbidden(route: &Route, p: &Principal, reason: &'static str, request_id: &str, html: bool) -> Response<Body> {
     match p {
         Principal::Bearer(_) => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token is valid but no rule of this route allows it", request_id),
         Principal::Session(_) => Page::new(
@@ -407,11 +387,7 @@ fn audit_deny(
 }
 
 /// The identity headers for an allowed request.
-fn identity_headers(
-    st: &State,
-    route: &Arc<Route>,
-    p: &Principal,
-) -> Vec<(HeaderName, HeaderValue)> {
+fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
     let id = p.identity();
     let mut out = Vec::with_capacity(5);
     let mut add = |name: &'static str, value: &str| {
@@ -431,9 +407,7 @@ fn identity_headers(
     if !groups.is_empty() {
         add(hdr::X_FORWARDED_GROUPS, &groups.join(","));
     }
-    let assertion = st
-        .assertion
-        .assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
+    let assertion = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
     if !assertion.is_empty() {
         add(hdr::X_POSTERN_JWT_ASSERTION, &assertion);
     }

@@ -100,24 +100,17 @@ impl HttpClient {
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
             if certs.is_empty() {
-                return Err(FetchError::Roots(format!(
-                    "{}: no PEM certificates found",
-                    path.display()
-                )));
+                return Err(FetchError::Roots(format!("{}: no PEM certificates found", path.display())));
             }
             for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| FetchError::Roots(format!("{}: {e}", path.display())))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FetchError::Roots(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| FetchError::Roots(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
@@ -134,10 +127,7 @@ impl HttpClient {
     }
 
     /// GET `url` and parse the JSON answer.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        url: &Url,
-    ) -> Result<T, FetchError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url) -> Result<T, FetchError> {
         let response = self.send(Method::GET, url, None, None).await?;
         parse_json(url, response)
     }
@@ -150,11 +140,8 @@ impl HttpClient {
         form: &[(&str, &str)],
         authorization: Option<HeaderValue>,
     ) -> Result<FetchedResponse, FetchError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        self.send(Method::POST, url, Some(Bytes::from(body)), authorization)
-            .await
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        self.send(Method::POST, url, Some(Bytes::from(body)), authorization).await
     }
 
     async fn send(
@@ -169,10 +156,7 @@ impl HttpClient {
             .method(method)
             .uri(url.as_str())
             .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("postern/", env!("CARGO_PKG_VERSION")),
-            );
+            .header(header::USER_AGENT, concat!("postern/", env!("CARGO_PKG_VERSION")));
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
@@ -181,56 +165,35 @@ impl HttpClient {
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| FetchError::Unreachable {
-                url: shown.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| FetchError::Unreachable { url: shown.clone(), detail: e.to_string() })?;
         let exchange = async {
-            let response =
-                self.client
-                    .request(request)
-                    .await
-                    .map_err(|e| FetchError::Unreachable {
-                        url: shown.clone(),
-                        detail: error_chain(&e),
-                    })?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Unreachable { url: shown.clone(), detail: error_chain(&e) })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| FetchError::Body {
-                    url: shown.clone(),
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| FetchError::Body { url: shown.clone(), detail: e.to_string() })?
                 .to_bytes();
             Ok(FetchedResponse { status, body })
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout {
-                url: shown,
-                secs: self.timeout.as_secs(),
-            }),
+            Err(_) => Err(FetchError::Timeout { url: shown, secs: self.timeout.as_secs() }),
         }
     }
 }
 
 /// Parses a successful JSON response.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    url: &Url,
-    response: FetchedResponse,
-) -> Result<T, FetchError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, response: FetchedResponse) -> Result<T, FetchError> {
     if !response.status.is_success() {
-        return Err(FetchError::Status {
-            url: redacted_url(url),
-            status: response.status,
-            body: response.body,
-        });
+        return Err(FetchError::Status { url: redacted_url(url), status: response.status, body: response.body });
     }
-    serde_json::from_slice(&response.body).map_err(|e| FetchError::Json {
-        url: redacted_url(url),
-        detail: e.to_string(),
-    })
+    serde_json::from_slice(&response.body)
+        .map_err(|e| FetchError::Json { url: redacted_url(url), detail: e.to_string() })
 }
 
 /// The URL without its query string, which may hold a secret.

@@ -69,10 +69,7 @@ impl Identity {
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
         let strings = |name: &str| -> Vec<String> {
             match claims.get(name) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
+                Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => Vec::new(),
             }
@@ -105,10 +102,7 @@ impl Identity {
 
     /// A short human label for logs and pages: the username, else the email, else the subject.
     pub fn display(&self) -> &str {
-        self.preferred_username
-            .as_deref()
-            .or(self.email.as_deref())
-            .unwrap_or(&self.subject)
+        self.preferred_username.as_deref().or(self.email.as_deref()).unwrap_or(&self.subject)
     }
 }
 
@@ -119,15 +113,11 @@ mod tests {
 
     #[test]
     fn the_stable_subject_is_oid_then_sub() {
-        let claims =
-            json!({"sub": "s", "oid": "o", "scp": "read write", "groups": ["g1"], "iss": "i"});
+        let claims = json!({"sub": "s", "oid": "o", "scp": "read write", "groups": ["g1"], "iss": "i"});
         let id = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Bearer);
         assert_eq!(id.subject, "o");
         assert_eq!(id.scopes, ["read", "write"]);
         let claims = json!({"sub": "s"});
-        assert_eq!(
-            Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session).subject,
-            "s"
-        );
+        assert_eq!(Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session).subject, "s");
     }
 }

@@ -29,10 +29,7 @@ pub struct VerifyKey {
 
 impl std::fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyKey")
-            .field("kid", &self.kid)
-            .field("algorithms", &self.algorithms)
-            .finish()
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
     }
 }
 
@@ -42,14 +39,8 @@ pub struct KeySet {
     keys: Vec<Arc<VerifyKey>>,
 }
 
-const RSA_ALGS: [Algorithm; 6] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+const RSA_ALGS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 
 impl KeySet {
     /// Parses a JWKS document. Keys Postern cannot use (encryption keys, symmetric keys, unknown types, broken
@@ -58,8 +49,7 @@ impl KeySet {
         let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
             return Err("the document has no \"keys\" array".into());
         };
-        let keys: Vec<Arc<VerifyKey>> =
-            entries.iter().filter_map(parse_key).map(Arc::new).collect();
+        let keys: Vec<Arc<VerifyKey>> = entries.iter().filter_map(parse_key).map(Arc::new).collect();
         if keys.is_empty() {
             return Err("the key set has no usable signing key".into());
         }
@@ -83,25 +73,18 @@ fn parse_key(jwk: &Value) -> Option<VerifyKey> {
         return None;
     }
     let (key, mut algorithms) = match s("kty")? {
-        "RSA" => (
-            DecodingKey::from_rsa_components(s("n")?, s("e")?).ok()?,
-            RSA_ALGS.to_vec(),
-        ),
+        "RSA" => (DecodingKey::from_rsa_components(s("n")?, s("e")?).ok()?, RSA_ALGS.to_vec()),
         "EC" => {
             let alg = match s("crv")? {
                 "P-256" => Algorithm::ES256,
                 "P-384" => Algorithm::ES384,
                 _ => return None,
             };
-            (
-                DecodingKey::from_ec_components(s("x")?, s("y")?).ok()?,
-                vec![alg],
-            )
+            (DecodingKey::from_ec_components(s("x")?, s("y")?).ok()?, vec![alg])
         }
-        "OKP" if s("crv") == Some("Ed25519") => (
-            DecodingKey::from_ed_components(s("x")?).ok()?,
-            vec![Algorithm::EdDSA],
-        ),
+        "OKP" if s("crv") == Some("Ed25519") => {
+            (DecodingKey::from_ed_components(s("x")?).ok()?, vec![Algorithm::EdDSA])
+        }
         // "oct" (HMAC) keys are never used: a published symmetric key is a secret everyone knows.
         _ => return None,
     };
@@ -112,12 +95,7 @@ fn parse_key(jwk: &Value) -> Option<VerifyKey> {
         }
         algorithms = vec![alg];
     }
-    Some(VerifyKey {
-        kid: s("kid").map(str::to_string),
-        algorithms,
-        key,
-        issuer: s("issuer").map(str::to_string),
-    })
+    Some(VerifyKey { kid: s("kid").map(str::to_string), algorithms, key, issuer: s("issuer").map(str::to_string) })
 }
 
 /// Counters about key fetches, for logs and metrics.
@@ -174,10 +152,9 @@ impl IssuerKeys {
 
     async fn fetch_locked(&self) -> Result<(), KeyFetchError> {
         let result = match self.http.get_json::<Value>(&self.jwks_uri).await {
-            Ok(doc) => KeySet::parse(&doc).map_err(|detail| KeyFetchError::Unusable {
-                url: self.jwks_uri.to_string(),
-                detail,
-            }),
+            Ok(doc) => {
+                KeySet::parse(&doc).map_err(|detail| KeyFetchError::Unusable { url: self.jwks_uri.to_string(), detail })
+            }
             Err(e) => Err(KeyFetchError::Fetch(e)),
         };
         match result {
@@ -213,10 +190,7 @@ impl IssuerKeys {
             return vec![k.clone()];
         }
         let allowed = {
-            let mut last = self
-                .last_unknown_kid_fetch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut last = self.last_unknown_kid_fetch.lock().unwrap_or_else(|p| p.into_inner());
             let never_fetched = self.current().all().is_empty();
             let due = last.is_none_or(|t| t.elapsed() >= self.min_refetch_interval);
             if due || never_fetched {

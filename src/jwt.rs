@@ -123,9 +123,7 @@ pub struct PeekedHeader {
 /// Reads a token's header and its unverified `iss` (to pick the issuer whose keys must verify it).
 pub fn peek(token: &str) -> Result<(PeekedHeader, Option<String>), TokenError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(_sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(c), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
     let header: Map<String, Value> = decode_part(h)?;
@@ -133,38 +131,24 @@ pub fn peek(token: &str) -> Result<(PeekedHeader, Option<String>), TokenError> {
         None => return Err(TokenError::Malformed),
         Some(a) if a.eq_ignore_ascii_case("none") => return Err(TokenError::AlgNone),
         Some(a) if a.to_ascii_uppercase().starts_with("HS") => return Err(TokenError::Symmetric),
-        Some(a) => a
-            .parse::<Algorithm>()
-            .map_err(|_| TokenError::AlgorithmNotAllowed(a.chars().take(16).collect()))?,
+        Some(a) => a.parse::<Algorithm>().map_err(|_| TokenError::AlgorithmNotAllowed(a.chars().take(16).collect()))?,
     };
     if header.contains_key("crit") {
         return Err(TokenError::CriticalHeader);
     }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
     let claims: Map<String, Value> = decode_part(c)?;
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let iss = claims.get("iss").and_then(Value::as_str).map(str::to_string);
     Ok((PeekedHeader { alg, kid }, iss))
 }
 
 fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
 /// Verifies `token`'s signature with `keys` and its claims against `expect`.
-pub async fn verify(
-    token: &str,
-    keys: &IssuerKeys,
-    expect: &Expectations<'_>,
-) -> Result<Claims, TokenError> {
+pub async fn verify(token: &str, keys: &IssuerKeys, expect: &Expectations<'_>) -> Result<Claims, TokenError> {
     let (header, _) = peek(token)?;
     let alg = header.alg;
     if !expect.algorithms.is_empty() && !expect.algorithms.contains(&alg) {
@@ -172,16 +156,9 @@ pub async fn verify(
     }
     let candidates = keys.candidates(header.kid.as_deref()).await;
     if candidates.is_empty() {
-        return Err(if header.kid.is_some() {
-            TokenError::UnknownKey
-        } else {
-            TokenError::BadSignature
-        });
+        return Err(if header.kid.is_some() { TokenError::UnknownKey } else { TokenError::BadSignature });
     }
-    let usable: Vec<_> = candidates
-        .iter()
-        .filter(|k| k.algorithms.contains(&alg))
-        .collect();
+    let usable: Vec<_> = candidates.iter().filter(|k| k.algorithms.contains(&alg)).collect();
     if usable.is_empty() {
         return Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")));
     }
@@ -225,10 +202,7 @@ pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), To
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         _ => return Err(TokenError::MissingClaim("aud")),
     };
-    if !audiences
-        .iter()
-        .any(|a| expect.audiences.iter().any(|e| e == a))
-    {
+    if !audiences.iter().any(|a| expect.audiences.iter().any(|e| e == a)) {
         return Err(TokenError::WrongAudience);
     }
     let time = |name: &str| -> Result<Option<u64>, TokenError> {
@@ -271,11 +245,7 @@ pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), To
             _ => {}
         }
     }
-    if claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(TokenError::MissingClaim("sub"));
     }
     Ok(())
@@ -311,82 +281,38 @@ mod tests {
 
     #[test]
     fn claim_checks_name_what_is_wrong() {
-        let good = json!({"iss": "https://idp", "aud": "client", "sub": "s", "exp": 1_000_100, "iat": 999_990, "nonce": "n"});
+        let good =
+            json!({"iss": "https://idp", "aud": "client", "sub": "s", "exp": 1_000_100, "iat": 999_990, "nonce": "n"});
         assert_eq!(check(good.clone(), Some("n")), Ok(()));
         let with = |k: &str, v: Value| {
             let mut c = good.clone();
             c[k] = v;
             c
         };
-        assert_eq!(
-            check(with("iss", json!("https://evil")), None),
-            Err(TokenError::WrongIssuer)
-        );
-        assert_eq!(
-            check(with("aud", json!(["other"])), None),
-            Err(TokenError::WrongAudience)
-        );
-        assert_eq!(
-            check(with("exp", json!(999_000)), None),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            check(with("exp", json!(999_950)), None),
-            Ok(()),
-            "within leeway"
-        );
-        assert_eq!(
-            check(with("nbf", json!(1_000_500)), None),
-            Err(TokenError::NotYetValid)
-        );
-        assert_eq!(
-            check(with("iat", json!(1_000_500)), None),
-            Err(TokenError::IssuedInFuture)
-        );
-        assert_eq!(
-            check(good.clone(), Some("other")),
-            Err(TokenError::NonceMismatch)
-        );
-        assert_eq!(
-            check(with("azp", json!("other-client")), None),
-            Err(TokenError::AzpMismatch)
-        );
-        assert_eq!(
-            check(with("aud", json!(["client", "x"])), None),
-            Err(TokenError::MissingClaim("azp"))
-        );
+        assert_eq!(check(with("iss", json!("https://evil")), None), Err(TokenError::WrongIssuer));
+        assert_eq!(check(with("aud", json!(["other"])), None), Err(TokenError::WrongAudience));
+        assert_eq!(check(with("exp", json!(999_000)), None), Err(TokenError::Expired));
+        assert_eq!(check(with("exp", json!(999_950)), None), Ok(()), "within leeway");
+        assert_eq!(check(with("nbf", json!(1_000_500)), None), Err(TokenError::NotYetValid));
+        assert_eq!(check(with("iat", json!(1_000_500)), None), Err(TokenError::IssuedInFuture));
+        assert_eq!(check(good.clone(), Some("other")), Err(TokenError::NonceMismatch));
+        assert_eq!(check(with("azp", json!("other-client")), None), Err(TokenError::AzpMismatch));
+        assert_eq!(check(with("aud", json!(["client", "x"])), None), Err(TokenError::MissingClaim("azp")));
     }
 
     #[test]
     fn headers_are_refused_before_any_key_is_looked_at() {
         let b = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let claims = b(json!({"iss": "x"}));
+        assert_eq!(peek(&format!("{}.{claims}.", b(json!({"alg": "none"})))).unwrap_err(), TokenError::AlgNone);
+        assert_eq!(peek(&format!("{}.{claims}.x", b(json!({"alg": "HS256"})))).unwrap_err(), TokenError::Symmetric);
         assert_eq!(
-            peek(&format!("{}.{claims}.", b(json!({"alg": "none"})))).unwrap_err(),
-            TokenError::AlgNone
-        );
-        assert_eq!(
-            peek(&format!("{}.{claims}.x", b(json!({"alg": "HS256"})))).unwrap_err(),
-            TokenError::Symmetric
-        );
-        assert_eq!(
-            peek(&format!(
-                "{}.{claims}.x",
-                b(json!({"alg": "RS256", "crit": ["b64"]}))
-            ))
-            .unwrap_err(),
+            peek(&format!("{}.{claims}.x", b(json!({"alg": "RS256", "crit": ["b64"]})))).unwrap_err(),
             TokenError::CriticalHeader
         );
         assert_eq!(peek("garbage").unwrap_err(), TokenError::Malformed);
         assert_eq!(peek("a.b.c.d").unwrap_err(), TokenError::Malformed);
-        let (h, iss) = peek(&format!(
-            "{}.{claims}.x",
-            b(json!({"alg": "RS256", "kid": "k"}))
-        ))
-        .unwrap();
-        assert_eq!(
-            (h.alg, h.kid.as_deref(), iss.as_deref()),
-            (Algorithm::RS256, Some("k"), Some("x"))
-        );
+        let (h, iss) = peek(&format!("{}.{claims}.x", b(json!({"alg": "RS256", "kid": "k"})))).unwrap();
+        assert_eq!((h.alg, h.kid.as_deref(), iss.as_deref()), (Algorithm::RS256, Some("k"), Some("x")));
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! The path of a request, top to bottom, is [`gateway::handle`]; each step calls into the module that owns it.
 
+pub mod admin;
 pub mod app;
 pub mod assertion;
 pub mod authn;
@@ -19,6 +20,7 @@ pub mod http_client;
 pub mod identity;
 pub mod jwks;
 pub mod jwt;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod policy;

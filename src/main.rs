@@ -100,10 +100,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
 }
 
 fn init_logging(format: LogFormat, filter: Option<&str>) {
@@ -112,16 +109,10 @@ fn init_logging(format: LogFormat, filter: Option<&str>) {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
 }
 
@@ -131,8 +122,8 @@ fn env(name: &str) -> Option<String> {
 
 /// Loads and checks config and policies, printing warnings; the error lists every problem.
 fn load(config_path: &Path) -> Result<(postern::config::Config, postern::policy::Policy)> {
-    let (config, warnings) = postern::config::load(config_path, &env)
-        .map_err(|d| anyhow::anyhow!("the config has errors:\n{d}"))?;
+    let (config, warnings) =
+        postern::config::load(config_path, &env).map_err(|d| anyhow::anyhow!("the config has errors:\n{d}"))?;
     for w in warnings.warnings() {
         eprintln!("{w}");
     }
@@ -158,13 +149,28 @@ fn check(config_path: &Path) -> Result<()> {
 
 async fn serve(config_path: &Path) -> Result<()> {
     let (config, policy) = load(config_path)?;
-    let listeners = postern::app::bind(&config)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let listeners = postern::app::bind(&config).await.map_err(anyhow::Error::msg)?;
     let addrs = postern::app::addresses(&listeners);
     let state = State::build(config, policy, State::memory_store(), Clock::system())?;
     tracing::info!(listen = ?addrs, public_url = %state.config.server.public_url, "postern is serving");
+    // The admin listener (metrics, health) defaults to loopback; an address that was asked for must bind.
+    let admin_addr = state.config.server.admin_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090)));
+    let admin = match tokio::net::TcpListener::bind(admin_addr).await {
+        Ok(l) => Some(l),
+        Err(e) if state.config.server.admin_listen.is_none() => {
+            tracing::warn!(addr = %admin_addr, error = %e, "cannot open the default admin listener; set [server] admin_listen");
+            None
+        }
+        Err(e) => bail!("cannot listen on admin_listen {admin_addr}: {e}"),
+    };
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let (shared, task) = postern::app::launch(state, listeners, shutdown_signal());
+    if let Some(listener) = admin {
+        tracing::info!(addr = %admin_addr, "admin listener: /metrics /healthz /readyz");
+        tokio::spawn(postern::admin::serve(listener, shared.clone(), async move {
+            let _ = admin_stopped.await;
+        }));
+    }
     // Policy changes are picked up without a restart: from the file watcher and on SIGHUP.
     let _watcher = match postern::reload::watch(shared.clone()) {
         Ok(w) => Some(w),
@@ -176,8 +182,7 @@ async fn serve(config_path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let shared = shared.clone();
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     tracing::info!("SIGHUP received: reloading policies");
@@ -187,31 +192,20 @@ async fn serve(config_path: &Path) -> Result<()> {
         }
     }
     task.await.context("the server stopped unexpectedly")?;
+    // The admin listener outlives the drain, so /readyz can say "draining" until the end.
+    let _ = admin_stop.send(());
     Ok(())
 }
 
 async fn demo(listen: SocketAddr) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let echo_listen = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1));
-    let options = postern::demo::DemoOptions {
-        listen,
-        echo_listen,
-        ..Default::default()
-    };
+    let options = postern::demo::DemoOptions { listen, echo_listen, ..Default::default() };
     let demo = postern::demo::start(options, stop_rx).await?;
     println!();
-    println!(
-        "  Postern demo is running. Open {}/ in a browser.",
-        demo.url
-    );
-    println!(
-        "  Sign in as alice (groups eng, admins), bob (eng) or carol (no group); try {}/admin too.",
-        demo.url
-    );
-    println!(
-        "  Development OpenID provider (for development only): {}",
-        demo.provider.issuer()
-    );
+    println!("  Postern demo is running. Open {}/ in a browser.", demo.url);
+    println!("  Sign in as alice (groups eng, admins), bob (eng) or carol (no group); try {}/admin too.", demo.url);
+    println!("  Development OpenID provider (for development only): {}", demo.provider.issuer());
     println!("  Echo upstream: {}", demo.echo.url());
     println!();
     println!("  A service calling with a client-credentials token:");
@@ -253,16 +247,12 @@ async fn shutdown_signal() {
 
 fn keygen(out_dir: &Path, force: bool) -> Result<()> {
     use std::io::Write;
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let session = out_dir.join("session.key");
     let signing = out_dir.join("signing.pem");
     for f in [&session, &signing] {
         if f.exists() && !force {
-            bail!(
-                "{} exists; pass --force to replace it (replacing the session key signs everyone out)",
-                f.display()
-            );
+            bail!("{} exists; pass --force to replace it (replacing the session key signs everyone out)", f.display());
         }
     }
     let write = |path: &Path, content: &str| -> Result<()> {
@@ -270,16 +260,13 @@ fn keygen(out_dir: &Path, force: bool) -> Result<()> {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options
-            .open(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
         f.write_all(content.as_bytes())?;
         Ok(())
     };
     let key = {
         use base64::Engine;
-        let raw =
-            postern::config::decode_key_material(postern::secret::random_token(64).as_bytes());
+        let raw = postern::config::decode_key_material(postern::secret::random_token(64).as_bytes());
         base64::engine::general_purpose::STANDARD.encode(raw)
     };
     write(&session, &format!("{key}\n"))?;

@@ -72,11 +72,7 @@ impl Page {
     fn html(&self) -> String {
         let mut links = String::new();
         for (label, href) in &self.links {
-            links.push_str(&format!(
-                "<a class=\"button\" href=\"{}\">{}</a> ",
-                escape(href),
-                escape(label)
-            ));
+            links.push_str(&format!("<a class=\"button\" href=\"{}\">{}</a> ", escape(href), escape(label)));
         }
         format!(
             r#"<!doctype html>
@@ -110,33 +106,20 @@ pub fn security_headers(h: &mut http::HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 /// True when the client takes HTML (a browser navigating), judged by `Accept`.
 pub fn wants_html(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',').any(|t| {
-                t.trim()
-                    .split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
-            })
-        })
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|t| t.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html")))
+    })
 }
 
 /// HTML-escapes text.
@@ -159,10 +142,7 @@ pub fn escape(text: &str) -> String {
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     security_headers(response.headers_mut());
     response
 }
@@ -174,9 +154,7 @@ pub fn redirect(location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -186,22 +164,13 @@ mod tests {
 
     #[test]
     fn html_is_escaped_and_json_is_for_non_browsers() {
-        let page = Page::new(
-            StatusCode::FORBIDDEN,
-            "No <access>",
-            "for \"x\"",
-            "groups-unauthorized",
-            "rid",
-        )
-        .link("Sign out", "/oauth2/sign_out");
+        let page = Page::new(StatusCode::FORBIDDEN, "No <access>", "for \"x\"", "groups-unauthorized", "rid")
+            .link("Sign out", "/oauth2/sign_out");
         let html = page.html();
         assert!(html.contains("No &lt;access&gt;") && html.contains("for &quot;x&quot;"));
         assert!(html.contains("rid") && html.contains("groups-unauthorized"));
         let mut h = http::HeaderMap::new();
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9"),
-        );
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9"));
         assert!(wants_html(&h));
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         assert!(!wants_html(&h));

@@ -40,10 +40,7 @@ pub fn watch(shared: Shared) -> Result<notify::RecommendedWatcher, notify::Error
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let relevant = event
-                .paths
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "toml"));
+            let relevant = event.paths.iter().any(|p| p.extension().is_some_and(|e| e == "toml"));
             if relevant && !event.kind.is_access() {
                 let _ = tx.send(());
             }
@@ -83,8 +80,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_good_reload_swaps_and_a_bad_one_keeps_the_last_good_policy() {
-        let dir =
-            std::env::temp_dir().join(format!("postern-reload-{}", crate::secret::random_token(6)));
+        let dir = std::env::temp_dir().join(format!("postern-reload-{}", crate::secret::random_token(6)));
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         std::fs::write(dir.join("policies/a.toml"), route("one", "/one")).unwrap();
         let text = "[server]\npublic_url = \"http://127.0.0.1:1\"\nlisten = [\"127.0.0.1:0\"]\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n";
@@ -94,40 +90,19 @@ mod tests {
         let state = State::build(config, policy, State::memory_store(), Clock::system()).unwrap();
         let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
         let before = shared.load_full();
-        let names = |s: &Shared| {
-            s.load()
-                .policy
-                .routes()
-                .iter()
-                .map(|r| r.name.clone())
-                .collect::<Vec<_>>()
-        };
+        let names = |s: &Shared| s.load().policy.routes().iter().map(|r| r.name.clone()).collect::<Vec<_>>();
 
         std::fs::write(dir.join("policies/b.toml"), route("two", "/two")).unwrap();
         reload(&shared).unwrap();
         assert_eq!(names(&shared), ["one", "two"]);
-        assert!(
-            shared
-                .load()
-                .policy
-                .route("x", "/two", &Method::GET)
-                .is_some()
-        );
+        assert!(shared.load().policy.route("x", "/two", &Method::GET).is_some());
         // A request that started before the reload keeps its snapshot.
         assert!(before.policy.route("x", "/two", &Method::GET).is_none());
 
-        std::fs::write(
-            dir.join("policies/b.toml"),
-            "[[route]]\nname = \"broken\"\nhost = \"*\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("policies/b.toml"), "[[route]]\nname = \"broken\"\nhost = \"*\"\n").unwrap();
         let errors = reload(&shared).unwrap_err();
         assert!(errors.to_string().contains("b.toml"), "{errors}");
-        assert_eq!(
-            names(&shared),
-            ["one", "two"],
-            "the last good policy keeps serving"
-        );
+        assert_eq!(names(&shared), ["one", "two"], "the last good policy keeps serving");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

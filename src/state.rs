@@ -11,6 +11,7 @@ use crate::assertion::AssertionSigner;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http_client::HttpClient;
+use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::policy::Policy;
 use crate::session::cookie::CookieCodec;
@@ -44,6 +45,17 @@ pub struct State {
     pub used_states: moka::sync::Cache<String, ()>,
     /// Refreshes in flight, so that concurrent requests of one session refresh once.
     pub refreshes: moka::future::Cache<String, Arc<crate::session::Session>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Set when shutdown begins: not ready for new traffic.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The current snapshot, swapped atomically on reload.
@@ -67,12 +79,7 @@ impl State {
     ) -> Result<State, StartError> {
         let http = HttpClient::new(config.oidc.ca_file.as_deref(), Duration::from_secs(10))
             .map_err(|e| StartError::Keys(e.to_string()))?;
-        let provider = Arc::new(Provider::new(
-            config.oidc.clone(),
-            http.clone(),
-            config.redirect_uri(),
-            clock.clone(),
-        ));
+        let provider = Arc::new(Provider::new(config.oidc.clone(), http.clone(), config.redirect_uri(), clock.clone()));
         let session_key = match &config.session.secret {
             Some(s) => s.expose().clone(),
             None => {
@@ -92,15 +99,9 @@ impl State {
                 crate::assertion::generate_key_pem().map_err(|e| StartError::Keys(e.to_string()))?
             }
         };
-        let assertion = AssertionSigner::new(
-            &pem,
-            config.public_origin(),
-            config.assertion.ttl,
-            clock.clone(),
-        )
-        .map_err(|e| StartError::Keys(e.to_string()))?;
-        let upstream =
-            UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
+        let assertion = AssertionSigner::new(&pem, config.public_origin(), config.assertion.ttl, clock.clone())
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        let upstream = UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
         let bearer = BearerValidator::new(
             &config.bearer,
             provider.clone(),
@@ -110,6 +111,9 @@ impl State {
             clock.clone(),
         );
         let sessions = Sessions::new(store, config.session.clone(), clock.clone());
+        let bearer = Arc::new(bearer);
+        let mut metrics = Metrics::new();
+        metrics.watch_bearer(bearer.clone());
         Ok(State {
             config: Arc::new(config),
             policy: Arc::new(policy),
@@ -119,7 +123,7 @@ impl State {
             cookies,
             assertion: Arc::new(assertion),
             upstream,
-            bearer: Arc::new(bearer),
+            bearer,
             used_states: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(crate::oidc::login::LOGIN_TTL + Duration::from_secs(60))
@@ -128,6 +132,8 @@ impl State {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(10))
                 .build(),
+            metrics: Arc::new(metrics),
+            health: Arc::new(Health::default()),
         })
     }
 
@@ -138,9 +144,6 @@ impl State {
 
     /// This snapshot with another policy: what a reload swaps in.
     pub fn with_policy(&self, policy: Policy) -> State {
-        State {
-            policy: Arc::new(policy),
-            ..self.clone()
-        }
+        State { policy: Arc::new(policy), ..self.clone() }
     }
 }

@@ -31,12 +31,7 @@ enum Outcome {
 struct OutcomeExpiry;
 
 impl moka::Expiry<[u8; 32], (Outcome, u64)> for OutcomeExpiry {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        value: &(Outcome, u64),
-        _: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _: &[u8; 32], value: &(Outcome, u64), _: Instant) -> Option<Duration> {
         Some(Duration::from_secs(value.1))
     }
 }
@@ -72,9 +67,7 @@ pub struct BearerValidator {
 
 impl std::fmt::Debug for BearerValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerValidator")
-            .field("issuers", &self.issuers.len())
-            .finish()
+        f.debug_struct("BearerValidator").field("issuers", &self.issuers.len()).finish()
     }
 }
 
@@ -94,20 +87,14 @@ impl BearerValidator {
             issuers: config
                 .issuers
                 .iter()
-                .map(|c| TrustedIssuer {
-                    config: c.clone(),
-                    keys: OnceCell::new(),
-                })
+                .map(|c| TrustedIssuer { config: c.clone(), keys: OnceCell::new() })
                 .collect(),
             http,
             refetch_interval,
             leeway: leeway.as_secs(),
             max_token_bytes: config.max_token_bytes,
             clock,
-            cache: moka::sync::Cache::builder()
-                .max_capacity(config.cache_size)
-                .expire_after(OutcomeExpiry)
-                .build(),
+            cache: moka::sync::Cache::builder().max_capacity(config.cache_size).expire_after(OutcomeExpiry).build(),
             stats: BearerStats::default(),
         }
     }
@@ -119,11 +106,7 @@ impl BearerValidator {
 
     /// The identity a bearer token proves, if the token is valid for a route accepting `route_audiences`
     /// (`None`: whatever its issuer accepts).
-    pub async fn validate(
-        &self,
-        token: &str,
-        route_audiences: Option<&[String]>,
-    ) -> Result<Arc<Identity>, TokenError> {
+    pub async fn validate(&self, token: &str, route_audiences: Option<&[String]>) -> Result<Arc<Identity>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -144,11 +127,7 @@ impl BearerValidator {
                     Err(e) => Outcome::Refused(e),
                 };
                 let ttl = match &outcome {
-                    Outcome::Valid(id, _) => id
-                        .expires_at
-                        .saturating_add(self.leeway)
-                        .saturating_sub(now)
-                        .max(1),
+                    Outcome::Valid(id, _) => id.expires_at.saturating_add(self.leeway).saturating_sub(now).max(1),
                     Outcome::Refused(_) => REFUSED_TTL.as_secs(),
                 };
                 self.cache.insert(key, (outcome.clone(), ttl));
@@ -175,32 +154,22 @@ impl BearerValidator {
     async fn verify(&self, token: &str) -> Result<(Identity, Vec<String>), TokenError> {
         let (_, iss) = jwt::peek(token)?;
         let iss = iss.ok_or(TokenError::MissingClaim("iss"))?;
-        let (keys, audiences, algorithms): (Arc<IssuerKeys>, &[String], &[Algorithm]) = if iss
-            == self.provider.config().issuer
-            && !self.provider_audiences.is_empty()
-        {
-            let keys = self.provider.keys().await.map_err(|e| {
+        let (keys, audiences, algorithms): (Arc<IssuerKeys>, &[String], &[Algorithm]) =
+            if iss == self.provider.config().issuer && !self.provider_audiences.is_empty() {
+                let keys = self.provider.keys().await.map_err(|e| {
                     tracing::warn!(error = %e, "cannot load the sign-in provider's keys for a bearer token");
                     TokenError::UnknownKey
                 })?;
-            (keys, &self.provider_audiences, &[])
-        } else if let Some(trusted) = self.issuers.iter().find(|i| i.config.issuer == iss) {
-            let keys = trusted
-                .keys
-                .get_or_try_init(|| self.issuer_keys(&trusted.config))
-                .await
-                .map_err(|e| {
+                (keys, &self.provider_audiences, &[])
+            } else if let Some(trusted) = self.issuers.iter().find(|i| i.config.issuer == iss) {
+                let keys = trusted.keys.get_or_try_init(|| self.issuer_keys(&trusted.config)).await.map_err(|e| {
                     tracing::warn!(issuer = %iss, error = %e, "cannot load a bearer issuer's keys");
                     TokenError::UnknownKey
                 })?;
-            (
-                keys.clone(),
-                &trusted.config.audiences,
-                &trusted.config.algorithms,
-            )
-        } else {
-            return Err(TokenError::WrongIssuer);
-        };
+                (keys.clone(), &trusted.config.audiences, &trusted.config.algorithms)
+            } else {
+                return Err(TokenError::WrongIssuer);
+            };
         let expect = Expectations {
             issuer: &iss,
             audiences,
@@ -213,17 +182,10 @@ impl BearerValidator {
         let claims = jwt::verify(token, &keys, &expect).await?;
         let token_audiences = match claims.get("aud") {
             Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        Ok((
-            Identity::from_claims(claims, Proof::Bearer),
-            token_audiences,
-        ))
+        Ok((Identity::from_claims(claims, Proof::Bearer), token_audiences))
     }
 
     async fn issuer_keys(&self, issuer: &BearerIssuer) -> Result<Arc<IssuerKeys>, String> {
@@ -232,10 +194,8 @@ impl BearerValidator {
             None => {
                 let url = crate::oidc::provider::discovery_url(&issuer.issuer)?;
                 let doc: Value = self.http.get_json(&url).await.map_err(|e| e.to_string())?;
-                let jwks = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or("the discovery document has no jwks_uri")?;
+                let jwks =
+                    doc.get("jwks_uri").and_then(Value::as_str).ok_or("the discovery document has no jwks_uri")?;
                 let u = url::Url::parse(jwks).map_err(|e| e.to_string())?;
                 if !crate::config::is_secure_or_loopback(&u) {
                     return Err("jwks_uri must be https:// (or http:// on loopback)".into());
@@ -244,9 +204,7 @@ impl BearerValidator {
             }
         };
         let http = match &issuer.ca_file {
-            Some(ca) => {
-                HttpClient::new(Some(ca), Duration::from_secs(10)).map_err(|e| e.to_string())?
-            }
+            Some(ca) => HttpClient::new(Some(ca), Duration::from_secs(10)).map_err(|e| e.to_string())?,
             None => self.http.clone(),
         };
         let keys = Arc::new(IssuerKeys::new(jwks_uri, http, self.refetch_interval));

@@ -16,18 +16,17 @@ impl IpRange {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let network: IpAddr = addr.trim().parse().map_err(|_| {
-            format!("\"{text}\" is not an IP address or CIDR range such as \"10.0.0.0/8\"")
-        })?;
+        let network: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not an IP address or CIDR range such as \"10.0.0.0/8\""))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(p) => match p.trim().parse::<u8>() {
                 Ok(p) if p <= max => p,
                 _ => {
-                    return Err(format!(
-                        "\"{text}\": the prefix length must be between 0 and {max}"
-                    ));
+                    return Err(format!("\"{text}\": the prefix length must be between 0 and {max}"));
                 }
             },
         };
@@ -42,15 +41,11 @@ impl IpRange {
         };
         match (self.network, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -67,21 +62,9 @@ mod tests {
         let r = IpRange::parse("10.0.0.0/8").unwrap();
         assert!(r.contains("10.2.3.4".parse().unwrap()));
         assert!(!r.contains("11.0.0.1".parse().unwrap()));
-        assert!(
-            IpRange::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            IpRange::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        assert!(
-            IpRange::parse("127.0.0.1")
-                .unwrap()
-                .contains("::ffff:127.0.0.1".parse().unwrap())
-        );
+        assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("127.0.0.1").unwrap().contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(IpRange::parse("10.0.0.0/33").is_err());
         assert!(IpRange::parse("example.com").is_err());
     }

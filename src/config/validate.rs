@@ -16,10 +16,7 @@ use crate::duration;
 
 /// Reads and checks the config file at `path`. `env` looks up environment variables for `{ env = "..." }`
 /// secrets. On success, also returns the warnings.
-pub fn load(
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Config, Diagnostics), Diagnostics> {
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Diagnostics), Diagnostics> {
     match std::fs::read_to_string(path) {
         Ok(text) => from_text(path, &text, env),
         Err(e) => {
@@ -39,18 +36,9 @@ pub fn from_text(
     let src = Source::new(path, text);
     let raw: FileConfig = src.parse_toml().map_err(|d| Diagnostics(vec![d]))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut v = Validator {
-        src: &src,
-        base,
-        env,
-        out: Diagnostics::default(),
-    };
+    let mut v = Validator { src: &src, base, env, out: Diagnostics::default() };
     let config = v.config(raw);
-    if v.out.has_errors() {
-        Err(v.out)
-    } else {
-        Ok((config, v.out))
-    }
+    if v.out.has_errors() { Err(v.out) } else { Ok((config, v.out)) }
 }
 
 struct Validator<'a> {
@@ -71,11 +59,7 @@ impl Validator<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
     }
 
     fn duration(&mut self, value: Option<&Spanned<String>>, default: Duration) -> Duration {
@@ -98,7 +82,10 @@ impl Validator<'_> {
                 Ok(a) => out.push(a),
                 Err(_) => self.error(
                     v.span(),
-                    format!("\"{}\" is not a listen address; expected IP:PORT such as \"0.0.0.0:8443\" or \"[::]:8443\"", v.get_ref()),
+                    format!(
+                        "\"{}\" is not a listen address; expected IP:PORT such as \"0.0.0.0:8443\" or \"[::]:8443\"",
+                        v.get_ref()
+                    ),
                 ),
             }
         }
@@ -107,17 +94,9 @@ impl Validator<'_> {
 
     fn url(&mut self, value: &Spanned<String>, what: &str) -> Option<Url> {
         match Url::parse(value.get_ref()) {
-            Ok(u) if u.host().is_some() && (u.scheme() == "https" || u.scheme() == "http") => {
-                Some(u)
-            }
+            Ok(u) if u.host().is_some() && (u.scheme() == "https" || u.scheme() == "http") => Some(u),
             _ => {
-                self.error(
-                    value.span(),
-                    format!(
-                        "{what}: \"{}\" is not an absolute http(s) URL",
-                        value.get_ref()
-                    ),
-                );
+                self.error(value.span(), format!("{what}: \"{}\" is not an absolute http(s) URL", value.get_ref()));
                 None
             }
         }
@@ -142,25 +121,22 @@ impl Validator<'_> {
             (Some(name), None) => match (self.env)(name) {
                 Some(v) if !v.is_empty() => Some(v.into_bytes()),
                 _ => {
-                    self.error(
-                        value.span(),
-                        format!("{what}: the environment variable {name} is not set or is empty"),
-                    );
+                    self.error(value.span(), format!("{what}: the environment variable {name} is not set or is empty"));
                     None
                 }
             },
             (None, Some(file)) => match std::fs::read(self.path(file)) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
-                    self.error(
-                        value.span(),
-                        format!("{what}: cannot read {}: {e}", self.path(file).display()),
-                    );
+                    self.error(value.span(), format!("{what}: cannot read {}: {e}", self.path(file).display()));
                     None
                 }
             },
             _ => {
-                self.error(value.span(), format!("{what}: expected exactly one of {{ env = \"NAME\" }} or {{ file = \"path\" }}"));
+                self.error(
+                    value.span(),
+                    format!("{what}: expected exactly one of {{ env = \"NAME\" }} or {{ file = \"path\" }}"),
+                );
                 None
             }
         }
@@ -171,73 +147,55 @@ impl Validator<'_> {
         let oidc = self.oidc(&raw.oidc);
         let session = self.session(&raw.session);
         let assertion = self.assertion(&raw.assertion);
-        let policies_dir = raw
-            .policies
-            .dir
-            .as_ref()
-            .map(|d| self.path(d.get_ref()))
-            .unwrap_or_else(|| self.path("policies"));
+        let policies_dir =
+            raw.policies.dir.as_ref().map(|d| self.path(d.get_ref())).unwrap_or_else(|| self.path("policies"));
         let upstream = UpstreamConfig {
-            connect_timeout: self.duration(
-                raw.upstream.connect_timeout.as_ref(),
-                Duration::from_secs(5),
-            ),
+            connect_timeout: self.duration(raw.upstream.connect_timeout.as_ref(), Duration::from_secs(5)),
             timeout: self.duration(raw.upstream.timeout.as_ref(), Duration::from_secs(60)),
         };
         let bearer = self.bearer(&raw.bearer);
-        Config {
-            source: self.src.path.to_path_buf(),
-            server,
-            oidc,
-            session,
-            assertion,
-            policies_dir,
-            upstream,
-            bearer,
-        }
+        Config { source: self.src.path.to_path_buf(), server, oidc, session, assertion, policies_dir, upstream, bearer }
     }
 
     fn server(&mut self, raw: &file::ServerFile) -> ServerConfig {
         let public_url = self.url(&raw.public_url, "public_url").unwrap_or_else(|| {
-            Url::parse("https://invalid.invalid")
-                .unwrap_or_else(|_| unreachable!("a constant URL parses"))
+            Url::parse("https://invalid.invalid").unwrap_or_else(|_| unreachable!("a constant URL parses"))
         });
-        if public_url.scheme() == "http"
-            && !public_url.host().as_ref().is_some_and(is_loopback_host)
-        {
+        if public_url.scheme() == "http" && !public_url.host().as_ref().is_some_and(is_loopback_host) {
             self.error(
                 raw.public_url.span(),
                 "public_url must be https:// (browsers only keep secure cookies over HTTPS); http:// is accepted only for a loopback host, for development",
             );
         }
         if public_url.path() != "/" || public_url.query().is_some() {
-            self.error(raw.public_url.span(), "public_url must be an origin such as \"https://devtools.example.com\", without a path or query");
+            self.error(
+                raw.public_url.span(),
+                "public_url must be an origin such as \"https://devtools.example.com\", without a path or query",
+            );
         }
         let listen = self.socket_addrs(&raw.listen);
         let tls_listen = self.socket_addrs(&raw.tls_listen);
-        let tls = raw.tls.as_ref().map(|t| TlsFiles {
-            cert: self.path(&t.get_ref().cert),
-            key: self.path(&t.get_ref().key),
-        });
+        let tls =
+            raw.tls.as_ref().map(|t| TlsFiles { cert: self.path(&t.get_ref().cert), key: self.path(&t.get_ref().key) });
         if !tls_listen.is_empty()
             && tls.is_none()
             && let Some(first) = raw.tls_listen.first()
         {
-            self.error(first.span(), "tls_listen needs a certificate: add tls = { cert = \"tls.crt\", key = \"tls.key\" } to [server]");
-        }
-        if let (Some(t), true) = (&raw.tls, tls_listen.is_empty()) {
-            self.warn(
-                t.span(),
-                "tls is set but there is no tls_listen address, so it is not used",
+            self.error(
+                first.span(),
+                "tls_listen needs a certificate: add tls = { cert = \"tls.crt\", key = \"tls.key\" } to [server]",
             );
         }
-        if raw.listen.is_empty() && raw.tls_listen.is_empty() {
-            self.error(raw.public_url.span(), "[server] has no listener: add listen = [\"127.0.0.1:8080\"] or tls_listen = [\"0.0.0.0:8443\"]");
+        if let (Some(t), true) = (&raw.tls, tls_listen.is_empty()) {
+            self.warn(t.span(), "tls is set but there is no tls_listen address, so it is not used");
         }
-        let admin_listen = raw
-            .admin_listen
-            .as_ref()
-            .and_then(|a| self.socket_addrs(std::slice::from_ref(a)).pop());
+        if raw.listen.is_empty() && raw.tls_listen.is_empty() {
+            self.error(
+                raw.public_url.span(),
+                "[server] has no listener: add listen = [\"127.0.0.1:8080\"] or tls_listen = [\"0.0.0.0:8443\"]",
+            );
+        }
+        let admin_listen = raw.admin_listen.as_ref().and_then(|a| self.socket_addrs(std::slice::from_ref(a)).pop());
         let mut trusted_proxies = Vec::new();
         for p in &raw.trusted_proxies {
             match IpRange::parse(p.get_ref()) {
@@ -246,15 +204,7 @@ impl Validator<'_> {
             }
         }
         let shutdown_grace = self.duration(raw.shutdown_grace.as_ref(), Duration::from_secs(30));
-        ServerConfig {
-            public_url,
-            listen,
-            tls_listen,
-            tls,
-            admin_listen,
-            trusted_proxies,
-            shutdown_grace,
-        }
+        ServerConfig { public_url, listen, tls_listen, tls, admin_listen, trusted_proxies, shutdown_grace }
     }
 
     fn oidc(&mut self, raw: &Spanned<file::OidcFile>) -> OidcConfig {
@@ -283,9 +233,7 @@ impl Validator<'_> {
             }
         };
         let scopes = match &r.scopes {
-            None => ["openid", "profile", "email", "offline_access"]
-                .map(String::from)
-                .to_vec(),
+            None => ["openid", "profile", "email", "offline_access"].map(String::from).to_vec(),
             Some(s) => {
                 if !s.get_ref().iter().any(|x| x == "openid") {
                     self.error(s.span(), "scopes must include \"openid\"");
@@ -297,10 +245,7 @@ impl Validator<'_> {
         if let (Some(path), Some(spanned)) = (&ca_file, &r.ca_file)
             && let Err(e) = std::fs::metadata(path)
         {
-            self.error(
-                spanned.span(),
-                format!("ca_file: cannot read {}: {e}", path.display()),
-            );
+            self.error(spanned.span(), format!("ca_file: cannot read {}: {e}", path.display()));
         }
         OidcConfig {
             // Kept exactly as written: it must equal the `iss` of every token, byte for byte.
@@ -310,8 +255,7 @@ impl Validator<'_> {
             client_auth,
             scopes,
             ca_file,
-            jwks_refetch_interval: self
-                .duration(r.jwks_refetch_interval.as_ref(), Duration::from_secs(300)),
+            jwks_refetch_interval: self.duration(r.jwks_refetch_interval.as_ref(), Duration::from_secs(300)),
             leeway: self.duration(r.leeway.as_ref(), Duration::from_secs(60)),
         }
     }
@@ -321,7 +265,10 @@ impl Validator<'_> {
             let bytes = self.secret(s, "session secret")?;
             let key = decode_key_material(&bytes);
             if key.len() < 32 {
-                self.error(s.span(), "session secret: need at least 32 bytes of key material; `postern keygen` writes a good one");
+                self.error(
+                    s.span(),
+                    "session secret: need at least 32 bytes of key material; `postern keygen` writes a good one",
+                );
                 return None;
             }
             Some(Secret::new(key))
@@ -334,30 +281,18 @@ impl Validator<'_> {
             self.error(s.span(), "session timeouts must be longer than zero");
         }
         let refresh_before = self.duration(raw.refresh_before.as_ref(), Duration::from_secs(60));
-        SessionConfig {
-            secret,
-            idle_timeout,
-            max_lifetime,
-            refresh_before,
-        }
+        SessionConfig { secret, idle_timeout, max_lifetime, refresh_before }
     }
 
     fn assertion(&mut self, raw: &file::AssertionFile) -> AssertionConfig {
-        let signing_key = raw.signing_key.as_ref().and_then(|f| {
-            match std::fs::read_to_string(self.path(f.get_ref())) {
+        let signing_key =
+            raw.signing_key.as_ref().and_then(|f| match std::fs::read_to_string(self.path(f.get_ref())) {
                 Ok(pem) => Some(Secret::new(pem)),
                 Err(e) => {
-                    self.error(
-                        f.span(),
-                        format!(
-                            "signing_key: cannot read {}: {e}",
-                            self.path(f.get_ref()).display()
-                        ),
-                    );
+                    self.error(f.span(), format!("signing_key: cannot read {}: {e}", self.path(f.get_ref()).display()));
                     None
                 }
-            }
-        });
+            });
         let ttl = self.duration(raw.ttl.as_ref(), Duration::from_secs(300));
         if (ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30))
             && let Some(s) = &raw.ttl
@@ -372,12 +307,12 @@ impl Validator<'_> {
         for i in &raw.issuers {
             self.fetch_url(&i.issuer, "bearer issuer");
             if i.audiences.is_empty() {
-                self.error(i.issuer.span(), "a bearer issuer needs audiences = [\"...\"]: tokens meant for other services must not be accepted");
+                self.error(
+                    i.issuer.span(),
+                    "a bearer issuer needs audiences = [\"...\"]: tokens meant for other services must not be accepted",
+                );
             }
-            let jwks_url = i
-                .jwks_url
-                .as_ref()
-                .and_then(|u| self.fetch_url(u, "jwks_url"));
+            let jwks_url = i.jwks_url.as_ref().and_then(|u| self.fetch_url(u, "jwks_url"));
             let mut algorithms = Vec::new();
             for a in i.algorithms.iter().flatten() {
                 match parse_asymmetric_algorithm(a.get_ref()) {
@@ -396,16 +331,8 @@ impl Validator<'_> {
         BearerConfig {
             provider_audiences: raw.audiences.iter().map(|a| a.get_ref().clone()).collect(),
             issuers,
-            cache_size: raw
-                .cache_size
-                .as_ref()
-                .map(|s| *s.get_ref())
-                .unwrap_or(100_000),
-            max_token_bytes: raw
-                .max_token_bytes
-                .as_ref()
-                .map(|s| *s.get_ref() as usize)
-                .unwrap_or(16 * 1024),
+            cache_size: raw.cache_size.as_ref().map(|s| *s.get_ref()).unwrap_or(100_000),
+            max_token_bytes: raw.max_token_bytes.as_ref().map(|s| *s.get_ref() as usize).unwrap_or(16 * 1024),
         }
     }
 }
@@ -465,10 +392,7 @@ client_secret = { env = "SECRET" }
     fn a_minimal_config_gets_defaults() {
         let (c, warnings) = from_text(Path::new("/etc/postern/postern.toml"), GOOD, &env).unwrap();
         assert!(warnings.0.is_empty());
-        assert_eq!(
-            c.redirect_uri(),
-            "https://devtools.example.com/oauth2/callback"
-        );
+        assert_eq!(c.redirect_uri(), "https://devtools.example.com/oauth2/callback");
         assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
         assert_eq!(c.policies_dir, PathBuf::from("/etc/postern/policies"));
         assert_eq!(c.oidc.client_secret.expose(), "s3cret");
@@ -478,19 +402,13 @@ client_secret = { env = "SECRET" }
     #[test]
     fn every_problem_is_reported_with_its_position() {
         let text = GOOD
-            .replace(
-                "https://devtools.example.com",
-                "http://devtools.example.com",
-            )
+            .replace("https://devtools.example.com", "http://devtools.example.com")
             .replace("{ env = \"SECRET\" }", "{ env = \"MISSING\" }")
             .replace("issuer = \"https://login", "issuer = \"http://login");
         let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err();
         let text = err.to_string();
         assert_eq!(err.0.len(), 3, "{text}");
-        assert!(
-            text.contains("p.toml:3:14: error: public_url must be https://"),
-            "{text}"
-        );
+        assert!(text.contains("p.toml:3:14: error: public_url must be https://"), "{text}");
         assert!(text.contains("MISSING is not set"), "{text}");
         assert!(text.contains("issuer must use https://"), "{text}");
         assert!(!text.contains("s3cret"));
@@ -498,24 +416,14 @@ client_secret = { env = "SECRET" }
 
     #[test]
     fn unknown_keys_are_errors() {
-        let text = GOOD.replace(
-            "client_id = \"abc\"",
-            "client_id = \"abc\"\nclient_sercet = 1",
-        );
+        let text = GOOD.replace("client_id = \"abc\"", "client_id = \"abc\"\nclient_sercet = 1");
         let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("p.toml:9:1: error: unknown field `client_sercet`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("p.toml:9:1: error: unknown field `client_sercet`"), "{err}");
     }
 
     #[test]
     fn http_providers_are_accepted_only_on_loopback() {
-        let text = GOOD.replace(
-            "https://login.example.com/tenant/v2.0",
-            "http://127.0.0.1:9000",
-        );
+        let text = GOOD.replace("https://login.example.com/tenant/v2.0", "http://127.0.0.1:9000");
         assert!(from_text(Path::new("p.toml"), &text, &env).is_ok());
     }
 

@@ -35,8 +35,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Bu
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::serve::{NotLoopback, ensure_loopback, serve};
 use crate::body::{Body, BoxError, boxed, empty, full};
+use crate::server::simple::{NotLoopback, ensure_loopback, serve};
 
 /// The size of each chunk `/download` streams.
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
@@ -111,13 +111,8 @@ impl EchoUpstream {
     }
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    sockets_stopped: watch::Receiver<bool>,
-) -> Response<Body> {
-    if request.version() == Version::HTTP_11
-        && header_has_token(request.headers(), header::UPGRADE, "websocket")
-    {
+async fn handle(request: Request<Incoming>, sockets_stopped: watch::Receiver<bool>) -> Response<Body> {
+    if request.version() == Version::HTTP_11 && header_has_token(request.headers(), header::UPGRADE, "websocket") {
         return websocket(request, sockets_stopped);
     }
     let path = request.uri().path();
@@ -130,10 +125,7 @@ async fn handle(
     }
     if path == "/slow" {
         let Some(ms) = query_u64(&request, "ms") else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "/slow needs ?ms=N (milliseconds)\n",
-            );
+            return text(StatusCode::BAD_REQUEST, "/slow needs ?ms=N (milliseconds)\n");
         };
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return echo(request).await;
@@ -162,38 +154,23 @@ async fn echo(request: Request<Incoming>) -> Response<Body> {
                 }
             }
             Err(error) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading the request body failed: {error}\n"),
-                );
+                return text(StatusCode::BAD_REQUEST, &format!("reading the request body failed: {error}\n"));
             }
         }
     }
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.to_string(), ToString::to_string);
+    let uri = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), ToString::to_string);
     let version = format!("{:?}", parts.version);
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    let body_text =
-        (received <= ECHO_BODY_LIMIT as u64).then(|| String::from_utf8_lossy(&quoted).into_owned());
+    let body_text = (received <= ECHO_BODY_LIMIT as u64).then(|| String::from_utf8_lossy(&quoted).into_owned());
 
     if header_contains(&parts.headers, header::ACCEPT, "text/html") {
         let page = echo_page(parts.method.as_str(), &uri, &version, &headers, received);
         let mut response = Response::new(full(page));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         return response;
     }
     json_response(
@@ -209,24 +186,14 @@ async fn echo(request: Request<Incoming>) -> Response<Body> {
     )
 }
 
-fn echo_page(
-    method: &str,
-    uri: &str,
-    version: &str,
-    headers: &[(String, String)],
-    body_bytes: u64,
-) -> String {
+fn echo_page(method: &str, uri: &str, version: &str, headers: &[(String, String)], body_bytes: u64) -> String {
     let mut rows = String::new();
     for (name, value) in headers {
         let highlighted = name.starts_with("x-forwarded-") || name.starts_with("x-postern-");
         let _ = writeln!(
             rows,
             "<tr{}><th scope=\"row\">{}</th><td>{}</td></tr>",
-            if highlighted {
-                " class=\"identity\""
-            } else {
-                ""
-            },
+            if highlighted { " class=\"identity\"" } else { "" },
             escape_html(name),
             escape_html(value),
         );
@@ -271,25 +238,15 @@ async fn upload(request: Request<Incoming>) -> Response<Body> {
                 }
             }
             Err(error) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading the upload failed: {error}\n"),
-                );
+                return text(StatusCode::BAD_REQUEST, &format!("reading the upload failed: {error}\n"));
             }
         }
     }
-    let sha256 = digest
-        .finish()
-        .as_ref()
-        .iter()
-        .fold(String::new(), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        });
-    json_response(
-        StatusCode::OK,
-        &json!({ "received_bytes": received, "sha256": sha256 }),
-    )
+    let sha256 = digest.finish().as_ref().iter().fold(String::new(), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    });
+    json_response(StatusCode::OK, &json!({ "received_bytes": received, "sha256": sha256 }))
 }
 
 fn download(request: &Request<Incoming>) -> Response<Body> {
@@ -298,10 +255,7 @@ fn download(request: &Request<Incoming>) -> Response<Body> {
     };
     let mut response = Response::new(boxed(PatternBody { remaining: bytes }));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
     response
 }
@@ -315,19 +269,13 @@ impl http_body::Body for PatternBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<BodyFrame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, BoxError>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        let len =
-            usize::try_from(self.remaining).map_or(DOWNLOAD_CHUNK, |left| left.min(DOWNLOAD_CHUNK));
+        let len = usize::try_from(self.remaining).map_or(DOWNLOAD_CHUNK, |left| left.min(DOWNLOAD_CHUNK));
         self.remaining -= len as u64;
-        Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from_static(
-            &PATTERN[..len],
-        )))))
+        Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from_static(&PATTERN[..len])))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -340,24 +288,14 @@ impl http_body::Body for PatternBody {
 }
 
 fn status(code: &str) -> Response<Body> {
-    let status = match code
-        .parse::<u16>()
-        .ok()
-        .and_then(|code| StatusCode::from_u16(code).ok())
-    {
+    let status = match code.parse::<u16>().ok().and_then(|code| StatusCode::from_u16(code).ok()) {
         // 1xx are not final answers; hyper could not send them as one.
         Some(status) if status.as_u16() >= 200 => status,
         _ => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "/status/{code} needs a status code from 200 to 599\n",
-            );
+            return text(StatusCode::BAD_REQUEST, "/status/{code} needs a status code from 200 to 599\n");
         }
     };
-    if status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status == StatusCode::RESET_CONTENT
-    {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED || status == StatusCode::RESET_CONTENT {
         let mut response = Response::new(empty());
         *response.status_mut() = status;
         return response;
@@ -369,50 +307,27 @@ fn status(code: &str) -> Response<Body> {
 // WebSocket
 
 /// Answers a WebSocket opening handshake with 101 and echoes on the upgraded connection.
-fn websocket(
-    mut request: Request<Incoming>,
-    sockets_stopped: watch::Receiver<bool>,
-) -> Response<Body> {
+fn websocket(mut request: Request<Incoming>, sockets_stopped: watch::Receiver<bool>) -> Response<Body> {
     let headers = request.headers();
-    if request.method() != Method::GET || !header_has_token(headers, header::CONNECTION, "upgrade")
-    {
+    if request.method() != Method::GET || !header_has_token(headers, header::CONNECTION, "upgrade") {
         return text(
             StatusCode::BAD_REQUEST,
             "a WebSocket handshake is a GET with `Connection: upgrade` and `Upgrade: websocket`\n",
         );
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "only WebSocket version 13 is supported\n",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut response = text(StatusCode::UPGRADE_REQUIRED, "only WebSocket version 13 is supported\n");
+        response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         return response;
     }
-    let Some(key) = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(HeaderValue::as_bytes)
-    else {
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes) else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
     if STANDARD.decode(key).map(|nonce| nonce.len()) != Ok(16) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key must be 16 bytes in base64\n",
-        );
+        return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64\n");
     }
     let Ok(accept) = HeaderValue::from_str(&websocket_accept(key)) else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not build Sec-WebSocket-Accept\n",
-        );
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "could not build Sec-WebSocket-Accept\n");
     };
     // Choosing the first offered subprotocol lets a test see subprotocol negotiation pass through.
     let protocol = headers
@@ -459,10 +374,7 @@ fn websocket_accept(key: &[u8]) -> String {
 
 /// The frame loop of one WebSocket: echo data frames, answer pings, close when asked or when
 /// the server shuts down.
-async fn echo_frames<S>(
-    mut io: S,
-    mut sockets_stopped: watch::Receiver<bool>,
-) -> std::io::Result<()>
+async fn echo_frames<S>(mut io: S, mut sockets_stopped: watch::Receiver<bool>) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -496,11 +408,7 @@ where
                 io.flush().await?;
             }
             opcode::PING => {
-                let pong = Frame {
-                    fin: true,
-                    opcode: opcode::PONG,
-                    payload: frame.payload,
-                };
+                let pong = Frame { fin: true, opcode: opcode::PONG, payload: frame.payload };
                 io.write_all(&encode_frame(&pong, None)).await?;
                 io.flush().await?;
             }
@@ -519,14 +427,8 @@ where
 }
 
 async fn send_close<S: AsyncWrite + Unpin>(io: &mut S, code: Option<u16>) -> std::io::Result<()> {
-    let payload = code
-        .map(|code| code.to_be_bytes().to_vec())
-        .unwrap_or_default();
-    let close = Frame {
-        fin: true,
-        opcode: opcode::CLOSE,
-        payload,
-    };
+    let payload = code.map(|code| code.to_be_bytes().to_vec()).unwrap_or_default();
+    let close = Frame { fin: true, opcode: opcode::CLOSE, payload };
     io.write_all(&encode_frame(&close, None)).await?;
     io.flush().await?;
     io.shutdown().await
@@ -595,20 +497,13 @@ async fn read_frame<R: AsyncRead + Unpin>(
     let second = reader.read_u8().await?;
     let fin = first & 0x80 != 0;
     if first & 0x70 != 0 {
-        return Err(FrameError::Protocol(
-            "reserved bits set without an extension",
-        ));
+        return Err(FrameError::Protocol("reserved bits set without an extension"));
     }
     let opcode = first & 0x0F;
     let control = opcode & 0x08 != 0;
     if !matches!(
         opcode,
-        opcode::CONTINUATION
-            | opcode::TEXT
-            | opcode::BINARY
-            | opcode::CLOSE
-            | opcode::PING
-            | opcode::PONG
+        opcode::CONTINUATION | opcode::TEXT | opcode::BINARY | opcode::CLOSE | opcode::PING | opcode::PONG
     ) {
         return Err(FrameError::Protocol("unknown opcode"));
     }
@@ -632,9 +527,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         len => u64::from(len),
     };
     if control && (!fin || len > 125) {
-        return Err(FrameError::Protocol(
-            "control frames must be unfragmented and at most 125 bytes",
-        ));
+        return Err(FrameError::Protocol("control frames must be unfragmented and at most 125 bytes"));
     }
     if len > max_payload {
         return Err(FrameError::TooLarge(len));
@@ -649,11 +542,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
     if masked {
         apply_mask(&mut payload, mask);
     }
-    Ok(Some(Frame {
-        fin,
-        opcode,
-        payload,
-    }))
+    Ok(Some(Frame { fin, opcode, payload }))
 }
 
 /// Encodes `frame`, masked with `mask` when given (client side) or unmasked (server side).
@@ -697,28 +586,20 @@ fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(full(message.to_owned()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
 fn query_u64(request: &Request<Incoming>, name: &str) -> Option<u64> {
     let query = request.uri().query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .and_then(|(_, value)| value.parse().ok())
+    url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).and_then(|(_, value)| value.parse().ok())
 }
 
 /// Whether any `name` header lists `token` among its comma-separated values (case-insensitive).
@@ -784,47 +665,26 @@ mod tests {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = client()
-            .request(request.body(empty()).unwrap())
-            .await
-            .unwrap();
+        let response = client().request(request.body(empty()).unwrap()).await.unwrap();
         let (parts, body) = response.into_parts();
-        (
-            parts.status,
-            parts.headers,
-            body.collect().await.unwrap().to_bytes(),
-        )
+        (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
     }
 
     #[test]
     fn frames_round_trip_at_every_length_encoding() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         for len in [0usize, 1, 125, 126, 127, 0xFFFF, 0x1_0000, 200_000] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let frame = Frame {
-                fin: len % 2 == 0,
-                opcode: opcode::BINARY,
-                payload,
-            };
+            let frame = Frame { fin: len % 2 == 0, opcode: opcode::BINARY, payload };
 
             let masked = encode_frame(&frame, Some([0x12, 0x34, 0x56, 0x78]));
-            let decoded = runtime
-                .block_on(read_frame(&mut masked.as_slice(), true, MAX_FRAME_PAYLOAD))
-                .unwrap()
-                .unwrap();
+            let decoded =
+                runtime.block_on(read_frame(&mut masked.as_slice(), true, MAX_FRAME_PAYLOAD)).unwrap().unwrap();
             assert_eq!(decoded, frame, "masked, {len} bytes");
 
             let unmasked = encode_frame(&frame, None);
-            let decoded = runtime
-                .block_on(read_frame(
-                    &mut unmasked.as_slice(),
-                    false,
-                    MAX_FRAME_PAYLOAD,
-                ))
-                .unwrap()
-                .unwrap();
+            let decoded =
+                runtime.block_on(read_frame(&mut unmasked.as_slice(), false, MAX_FRAME_PAYLOAD)).unwrap().unwrap();
             assert_eq!(decoded, frame, "unmasked, {len} bytes");
         }
     }
@@ -832,91 +692,46 @@ mod tests {
     #[test]
     fn header_bytes_match_rfc_6455_examples() {
         // RFC 6455 section 5.7: a single-frame masked text message "Hello".
-        let hello = Frame {
-            fin: true,
-            opcode: opcode::TEXT,
-            payload: b"Hello".to_vec(),
-        };
+        let hello = Frame { fin: true, opcode: opcode::TEXT, payload: b"Hello".to_vec() };
         assert_eq!(
             encode_frame(&hello, Some([0x37, 0xfa, 0x21, 0x3d])),
-            [
-                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
-            ]
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
         );
-        assert_eq!(
-            encode_frame(&hello, None),
-            [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
-        );
+        assert_eq!(encode_frame(&hello, None), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
         // 256 bytes binary message in a single unmasked frame: 0x82 0x7E 0x0100.
-        let big = Frame {
-            fin: true,
-            opcode: opcode::BINARY,
-            payload: vec![0; 256],
-        };
+        let big = Frame { fin: true, opcode: opcode::BINARY, payload: vec![0; 256] };
         assert_eq!(&encode_frame(&big, None)[..4], [0x82, 0x7E, 0x01, 0x00]);
     }
 
     #[test]
     fn malformed_frames_are_rejected() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let read = |bytes: &[u8], masked: bool, max: u64| {
             let mut bytes = bytes;
             runtime.block_on(read_frame(&mut bytes, masked, max))
         };
         // An unmasked client frame.
-        assert!(matches!(
-            read(&[0x81, 0x00], true, 1024),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0x81, 0x00], true, 1024), Err(FrameError::Protocol(_))));
         // A masked server frame.
-        assert!(matches!(
-            read(&[0x81, 0x80, 0, 0, 0, 0], false, 1024),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0x81, 0x80, 0, 0, 0, 0], false, 1024), Err(FrameError::Protocol(_))));
         // Reserved bits.
-        assert!(matches!(
-            read(&[0xC1, 0x80, 0, 0, 0, 0], true, 1024),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0xC1, 0x80, 0, 0, 0, 0], true, 1024), Err(FrameError::Protocol(_))));
         // Unknown opcode.
-        assert!(matches!(
-            read(&[0x83, 0x80, 0, 0, 0, 0], true, 1024),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0x83, 0x80, 0, 0, 0, 0], true, 1024), Err(FrameError::Protocol(_))));
         // Fragmented ping, and a ping longer than 125 bytes.
-        assert!(matches!(
-            read(&[0x09, 0x80, 0, 0, 0, 0], true, 1024),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            read(&[0x89, 0xFE, 0, 126], true, 1024),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0x09, 0x80, 0, 0, 0, 0], true, 1024), Err(FrameError::Protocol(_))));
+        assert!(matches!(read(&[0x89, 0xFE, 0, 126], true, 1024), Err(FrameError::Protocol(_))));
         // Over the size limit, refused before any payload is read.
-        assert!(matches!(
-            read(&[0x82, 0xFE, 0x10, 0x00], true, 1024),
-            Err(FrameError::TooLarge(4096))
-        ));
-        assert!(matches!(
-            read(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], true, u64::MAX),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read(&[0x82, 0xFE, 0x10, 0x00], true, 1024), Err(FrameError::TooLarge(4096))));
+        assert!(matches!(read(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], true, u64::MAX), Err(FrameError::Protocol(_))));
         // Truncated frame, and a clean end between frames.
-        assert!(matches!(
-            read(&[0x82, 0x85, 1, 2], true, 1024),
-            Err(FrameError::Io(_))
-        ));
+        assert!(matches!(read(&[0x82, 0x85, 1, 2], true, 1024), Err(FrameError::Io(_))));
         assert!(matches!(read(&[], true, 1024), Ok(None)));
     }
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {
-        assert_eq!(
-            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[tokio::test]
@@ -924,11 +739,7 @@ mod tests {
         let (echo, _stop) = start().await;
         let (status, headers, body) = get(
             format!("{}/some/path?a=1&b=two", echo.url()),
-            &[
-                ("x-forwarded-user", "alice"),
-                ("x-multi", "one"),
-                ("x-multi", "two"),
-            ],
+            &[("x-forwarded-user", "alice"), ("x-multi", "one"), ("x-multi", "two")],
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -940,10 +751,7 @@ mod tests {
         let headers = json["headers"].as_array().unwrap();
         assert!(headers.contains(&json!(["x-forwarded-user", "alice"])));
         let multi: Vec<_> = headers.iter().filter(|pair| pair[0] == "x-multi").collect();
-        assert_eq!(
-            multi,
-            [&json!(["x-multi", "one"]), &json!(["x-multi", "two"])]
-        );
+        assert_eq!(multi, [&json!(["x-multi", "one"]), &json!(["x-multi", "two"])]);
         assert_eq!(json["body_bytes"], 0);
     }
 
@@ -952,25 +760,15 @@ mod tests {
         let (echo, _stop) = start().await;
         let (status, headers, body) = get(
             format!("{}/", echo.url()),
-            &[
-                ("accept", "text/html,application/xhtml+xml"),
-                ("x-postern-user", "<script>"),
-            ],
+            &[("accept", "text/html,application/xhtml+xml"), ("x-postern-user", "<script>")],
         )
         .await;
         assert_eq!(status, StatusCode::OK);
-        assert!(
-            headers[header::CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
         let page = String::from_utf8(body.to_vec()).unwrap();
         assert!(page.contains("<title>Echo upstream</title>"));
         assert!(page.contains("it shows the headers Postern sent it"));
-        assert!(page.contains(
-            "<tr class=\"identity\"><th scope=\"row\">x-postern-user</th><td>&lt;script&gt;</td>"
-        ));
+        assert!(page.contains("<tr class=\"identity\"><th scope=\"row\">x-postern-user</th><td>&lt;script&gt;</td>"));
         assert!(!page.contains("<script>"));
     }
 
@@ -979,9 +777,7 @@ mod tests {
         let (echo, _stop) = start().await;
         let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let body = boxed(ChannelBody(receiver));
-        let request = Request::post(format!("{}/upload", echo.url()))
-            .body(body)
-            .unwrap();
+        let request = Request::post(format!("{}/upload", echo.url())).body(body).unwrap();
         let response = tokio::spawn(client().request(request));
         for _ in 0..10 {
             sender.send(Bytes::from(vec![b'x'; 100_000])).await.unwrap();
@@ -990,16 +786,10 @@ mod tests {
         let response = response.await.unwrap().unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let json: serde_json::Value =
-            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                .unwrap();
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(json["received_bytes"], 1_000_000);
-        let expected =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &vec![b'x'; 1_000_000]);
-        let expected: String = expected
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &vec![b'x'; 1_000_000]);
+        let expected: String = expected.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(json["sha256"], expected);
     }
 
@@ -1013,9 +803,7 @@ mod tests {
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
         ) -> Poll<Option<Result<BodyFrame<Bytes>, BoxError>>> {
-            self.0
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|chunk| Ok(BodyFrame::data(chunk))))
+            self.0.poll_recv(cx).map(|chunk| chunk.map(|chunk| Ok(BodyFrame::data(chunk))))
         }
     }
 
@@ -1023,16 +811,11 @@ mod tests {
     async fn download_streams_the_pattern_with_a_content_length() {
         let (echo, _stop) = start().await;
         let len = 3 * DOWNLOAD_CHUNK as u64 + 1000;
-        let (status, headers, body) =
-            get(format!("{}/download?bytes={len}", echo.url()), &[]).await;
+        let (status, headers, body) = get(format!("{}/download?bytes={len}", echo.url()), &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_LENGTH], len.to_string().as_str());
         assert_eq!(body.len() as u64, len);
-        assert!(
-            body.iter()
-                .enumerate()
-                .all(|(i, byte)| *byte == (i % 256) as u8)
-        );
+        assert!(body.iter().enumerate().all(|(i, byte)| *byte == (i % 256) as u8));
 
         let (status, _, body) = get(format!("{}/download?bytes=0", echo.url()), &[]).await;
         assert_eq!((status, body.len()), (StatusCode::OK, 0));
@@ -1043,30 +826,15 @@ mod tests {
     #[tokio::test]
     async fn status_and_slow_endpoints() {
         let (echo, _stop) = start().await;
-        assert_eq!(
-            get(format!("{}/status/503", echo.url()), &[]).await.0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            get(format!("{}/status/204", echo.url()), &[]).await.0,
-            StatusCode::NO_CONTENT
-        );
-        assert_eq!(
-            get(format!("{}/status/101", echo.url()), &[]).await.0,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            get(format!("{}/status/abc", echo.url()), &[]).await.0,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(get(format!("{}/status/503", echo.url()), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get(format!("{}/status/204", echo.url()), &[]).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(get(format!("{}/status/101", echo.url()), &[]).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(get(format!("{}/status/abc", echo.url()), &[]).await.0, StatusCode::BAD_REQUEST);
         let (status, _, body) = get(format!("{}/slow?ms=20", echo.url()), &[]).await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["uri"], "/slow?ms=20");
-        assert_eq!(
-            get(format!("{}/slow", echo.url()), &[]).await.0,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(get(format!("{}/slow", echo.url()), &[]).await.0, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
@@ -1084,73 +852,34 @@ mod tests {
         let mut head = String::new();
         while !head.ends_with("\r\n\r\n") {
             let mut line = String::new();
-            tokio::io::AsyncBufReadExt::read_line(&mut stream, &mut line)
-                .await
-                .unwrap();
+            tokio::io::AsyncBufReadExt::read_line(&mut stream, &mut line).await.unwrap();
             assert!(!line.is_empty());
             head.push_str(&line);
         }
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=")
-        );
+        assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="));
 
         let mask = Some([1, 2, 3, 4]);
         let frames = [
-            Frame {
-                fin: true,
-                opcode: opcode::TEXT,
-                payload: b"hello".to_vec(),
-            },
-            Frame {
-                fin: false,
-                opcode: opcode::BINARY,
-                payload: vec![0xFF; 70_000],
-            },
-            Frame {
-                fin: true,
-                opcode: opcode::CONTINUATION,
-                payload: vec![1, 2, 3],
-            },
+            Frame { fin: true, opcode: opcode::TEXT, payload: b"hello".to_vec() },
+            Frame { fin: false, opcode: opcode::BINARY, payload: vec![0xFF; 70_000] },
+            Frame { fin: true, opcode: opcode::CONTINUATION, payload: vec![1, 2, 3] },
         ];
         for frame in &frames {
             stream.write_all(&encode_frame(frame, mask)).await.unwrap();
-            let echoed = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD)
-                .await
-                .unwrap()
-                .unwrap();
+            let echoed = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD).await.unwrap().unwrap();
             assert_eq!(&echoed, frame);
         }
-        let ping = Frame {
-            fin: true,
-            opcode: opcode::PING,
-            payload: b"are you there".to_vec(),
-        };
+        let ping = Frame { fin: true, opcode: opcode::PING, payload: b"are you there".to_vec() };
         stream.write_all(&encode_frame(&ping, mask)).await.unwrap();
-        let pong = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD)
-            .await
-            .unwrap()
-            .unwrap();
+        let pong = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD).await.unwrap().unwrap();
         assert_eq!((pong.opcode, pong.payload), (opcode::PONG, ping.payload));
 
-        let close = Frame {
-            fin: true,
-            opcode: opcode::CLOSE,
-            payload: 1000u16.to_be_bytes().to_vec(),
-        };
+        let close = Frame { fin: true, opcode: opcode::CLOSE, payload: 1000u16.to_be_bytes().to_vec() };
         stream.write_all(&encode_frame(&close, mask)).await.unwrap();
-        let reply = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD)
-            .await
-            .unwrap()
-            .unwrap();
+        let reply = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD).await.unwrap().unwrap();
         assert_eq!(reply, close);
-        assert!(
-            read_frame(&mut stream, false, MAX_FRAME_PAYLOAD)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(read_frame(&mut stream, false, MAX_FRAME_PAYLOAD).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -1167,20 +896,11 @@ mod tests {
             .unwrap();
         let mut head = String::new();
         while !head.ends_with("\r\n\r\n") {
-            tokio::io::AsyncBufReadExt::read_line(&mut stream, &mut head)
-                .await
-                .unwrap();
+            tokio::io::AsyncBufReadExt::read_line(&mut stream, &mut head).await.unwrap();
         }
-        let text = Frame {
-            fin: true,
-            opcode: opcode::TEXT,
-            payload: b"hi".to_vec(),
-        };
+        let text = Frame { fin: true, opcode: opcode::TEXT, payload: b"hi".to_vec() };
         stream.write_all(&encode_frame(&text, None)).await.unwrap();
-        let reply = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD)
-            .await
-            .unwrap()
-            .unwrap();
+        let reply = read_frame(&mut stream, false, MAX_FRAME_PAYLOAD).await.unwrap().unwrap();
         assert_eq!(reply.opcode, opcode::CLOSE);
         assert_eq!(reply.payload, close_code::PROTOCOL_ERROR.to_be_bytes());
     }
@@ -1224,20 +944,11 @@ mod tests {
     async fn bad_websocket_handshakes_are_refused() {
         let (echo, _stop) = start().await;
         let base = [("upgrade", "websocket"), ("connection", "upgrade")];
-        let no_key = get(
-            format!("{}/", echo.url()),
-            &[base[0], base[1], ("sec-websocket-version", "13")],
-        )
-        .await;
+        let no_key = get(format!("{}/", echo.url()), &[base[0], base[1], ("sec-websocket-version", "13")]).await;
         assert_eq!(no_key.0, StatusCode::BAD_REQUEST);
         let old_version = get(
             format!("{}/", echo.url()),
-            &[
-                base[0],
-                base[1],
-                ("sec-websocket-version", "8"),
-                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ],
+            &[base[0], base[1], ("sec-websocket-version", "8"), ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")],
         )
         .await;
         assert_eq!(old_version.0, StatusCode::UPGRADE_REQUIRED);

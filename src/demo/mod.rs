@@ -3,7 +3,6 @@
 
 pub mod echo;
 pub mod provider;
-pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -84,18 +83,15 @@ pub enum DemoError {
     Other(String),
 }
 
-async fn bind_loopback(
-    addr: SocketAddr,
-    fallback_to_any_port: bool,
-) -> Result<TcpListener, DemoError> {
+async fn bind_loopback(addr: SocketAddr, fallback_to_any_port: bool) -> Result<TcpListener, DemoError> {
     if !addr.ip().is_loopback() {
         return Err(DemoError::NotLoopback(addr));
     }
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(l),
-        Err(_) if fallback_to_any_port => TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-            .await
-            .map_err(|source| DemoError::Bind { addr, source }),
+        Err(_) if fallback_to_any_port => {
+            TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await.map_err(|source| DemoError::Bind { addr, source })
+        }
         Err(source) => Err(DemoError::Bind { addr, source }),
     }
 }
@@ -111,21 +107,14 @@ async fn until(mut stop: watch::Receiver<bool>) {
 /// Starts the provider, the echo upstream and Postern; all stop when `stop` turns true.
 pub async fn start(options: DemoOptions, stop: watch::Receiver<bool>) -> Result<Demo, DemoError> {
     let postern_listener = bind_loopback(options.listen, false).await?;
-    let addr = postern_listener
-        .local_addr()
-        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let addr = postern_listener.local_addr().map_err(|e| DemoError::Other(e.to_string()))?;
     let echo_listener = bind_loopback(options.echo_listen, true).await?;
-    let echo = EchoUpstream::start(echo_listener, until(stop.clone()))
-        .await
-        .map_err(|e| DemoError::NotLoopback(e.0))?;
+    let echo =
+        EchoUpstream::start(echo_listener, until(stop.clone())).await.map_err(|e| DemoError::NotLoopback(e.0))?;
     let provider_listener = bind_loopback(SocketAddr::new(options.listen.ip(), 0), true).await?;
-    let provider = DevProvider::start(
-        provider_listener,
-        DevProviderConfig::default(),
-        until(stop.clone()),
-    )
-    .await
-    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let provider = DevProvider::start(provider_listener, DevProviderConfig::default(), until(stop.clone()))
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))?;
 
     let url = format!("http://{addr}");
     let secret = provider.config().client_secret.clone();
@@ -168,26 +157,10 @@ audiences = ["{audience}"]
     let pem = crate::assertion::generate_key_pem().map_err(|e| DemoError::Other(e.to_string()))?;
     config.assertion.signing_key = Some(crate::secret::Secret::new(pem));
     let policy_text = options.policy.replace(DEMO_POLICY_UPSTREAM, &echo.url());
-    let (policy, _) = crate::policy::load_sources(&[(
-        Path::new("policies/demo.toml").to_path_buf(),
-        policy_text,
-    )])
-    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let (policy, _) = crate::policy::load_sources(&[(Path::new("policies/demo.toml").to_path_buf(), policy_text)])
+        .map_err(|e| DemoError::Other(e.to_string()))?;
     let state = State::build(config, policy, State::memory_store(), Clock::system())
         .map_err(|e| DemoError::Other(e.to_string()))?;
-    let (shared, _task) = crate::app::launch(
-        state,
-        vec![Listener {
-            tcp: postern_listener,
-            tls: None,
-        }],
-        until(stop),
-    );
-    Ok(Demo {
-        url,
-        addr,
-        provider,
-        echo,
-        shared,
-    })
+    let (shared, _task) = crate::app::launch(state, vec![Listener { tcp: postern_listener, tls: None }], until(stop));
+    Ok(Demo { url, addr, provider, echo, shared })
 }

@@ -41,8 +41,8 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use url::Url;
 
-use super::serve::{NotLoopback, ensure_loopback, serve};
 use crate::body::{Body, empty, full};
+use crate::server::simple::{NotLoopback, ensure_loopback, serve};
 
 /// Object id of the "eng" group (alice and bob are members).
 pub const GROUP_ENG: &str = "5b1c3d2e-0000-0000-0000-000000000001";
@@ -234,9 +234,7 @@ pub struct DevProvider {
 
 impl fmt::Debug for DevProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DevProvider")
-            .field("issuer", &self.inner.issuer)
-            .finish_non_exhaustive()
+        f.debug_struct("DevProvider").field("issuer", &self.inner.issuer).finish_non_exhaustive()
     }
 }
 
@@ -307,18 +305,9 @@ fn generate_key() -> Result<SigningKey, DevProviderError> {
     let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
     let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
     let public_der = public.as_ref().to_vec();
-    let spki: PublicKeyX509Der<'static> = public
-        .as_der()
-        .map_err(|_| DevProviderError::KeyGeneration)?;
+    let spki: PublicKeyX509Der<'static> = public.as_der().map_err(|_| DevProviderError::KeyGeneration)?;
     let pem = pem_wrap("PUBLIC KEY", spki.as_ref());
-    Ok(SigningKey {
-        kid,
-        pair,
-        public_der,
-        n,
-        e,
-        pem,
-    })
+    Ok(SigningKey { kid, pair, public_der, n, e, pem })
 }
 
 fn pem_wrap(label: &str, der: &[u8]) -> String {
@@ -342,9 +331,7 @@ impl DevProvider {
     ) -> Result<DevProvider, DevProviderError> {
         let addr = listener.local_addr()?;
         ensure_loopback(addr)?;
-        let key = tokio::task::spawn_blocking(generate_key)
-            .await
-            .map_err(|_| DevProviderError::KeyGeneration)??;
+        let key = tokio::task::spawn_blocking(generate_key).await.map_err(|_| DevProviderError::KeyGeneration)??;
         let provider = DevProvider {
             inner: Arc::new(Inner {
                 config,
@@ -430,10 +417,7 @@ impl DevProvider {
 
     /// The `kid` of the current signing key.
     pub fn current_kid(&self) -> String {
-        self.state()
-            .current_key()
-            .map(|key| key.kid.clone())
-            .unwrap_or_default()
+        self.state().current_key().map(|key| key.kid.clone()).unwrap_or_default()
     }
 
     /// An ID token for the user with login name `user`, as `/token` would issue it after a
@@ -472,10 +456,7 @@ impl DevProvider {
 
     /// The current signing key's public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
     pub fn public_key_pem(&self) -> String {
-        self.state()
-            .current_key()
-            .map(|key| key.pem.clone())
-            .unwrap_or_default()
+        self.state().current_key().map(|key| key.pem.clone()).unwrap_or_default()
     }
 
     /// How many requests `/jwks` has received.
@@ -497,10 +478,7 @@ impl DevProvider {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters to a development provider; keep serving.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -519,17 +497,10 @@ impl DevProvider {
     ) -> Map<String, Value> {
         let config = &self.inner.config;
         let now = now();
-        let amr: &[&str] = if person.mfa {
-            &["pwd", "mfa"]
-        } else {
-            &["pwd"]
-        };
+        let amr: &[&str] = if person.mfa { &["pwd", "mfa"] } else { &["pwd"] };
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.inner.issuer));
-        claims.insert(
-            "sub".into(),
-            json!(pairwise_subject(person.oid, &config.client_id)),
-        );
+        claims.insert("sub".into(), json!(pairwise_subject(person.oid, &config.client_id)));
         claims.insert("aud".into(), json!(config.client_id));
         claims.insert("exp".into(), json!(now + self.ttl_secs()));
         claims.insert("iat".into(), json!(now));
@@ -554,16 +525,9 @@ impl DevProvider {
     fn user_access_token(&self, sign_in: &SignIn) -> String {
         let config = &self.inner.config;
         let user = sign_in.user;
-        let scp: Vec<&str> = sign_in
-            .scope
-            .split(' ')
-            .filter(|scope| !scope.is_empty() && !OIDC_SCOPES.contains(scope))
-            .collect();
-        let scp = if scp.is_empty() {
-            "access_as_user".to_owned()
-        } else {
-            scp.join(" ")
-        };
+        let scp: Vec<&str> =
+            sign_in.scope.split(' ').filter(|scope| !scope.is_empty() && !OIDC_SCOPES.contains(scope)).collect();
+        let scp = if scp.is_empty() { "access_as_user".to_owned() } else { scp.join(" ") };
         self.mint_access_token(json!({
             "sub": pairwise_subject(user.oid, &config.client_id),
             "oid": user.oid,
@@ -601,15 +565,14 @@ impl DevProvider {
             Some(kid) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
             None => json!({ "alg": "RS256", "typ": "JWT" }),
         };
-        let signed =
-            |header: Value, claims: &Map<String, Value>, key: &SigningKey, corrupt: bool| {
-                let input = signing_input(&header, claims);
-                let mut signature = rs256(key, &input);
-                if corrupt && let Some(last) = signature.last_mut() {
-                    *last ^= 0x01;
-                }
-                format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-            };
+        let signed = |header: Value, claims: &Map<String, Value>, key: &SigningKey, corrupt: bool| {
+            let input = signing_input(&header, claims);
+            let mut signature = rs256(key, &input);
+            if corrupt && let Some(last) = signature.last_mut() {
+                *last ^= 0x01;
+            }
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        };
         match tamper {
             Tamper::None => signed(rs256_header(Some(&key.kid)), &claims, &key, false),
             Tamper::Claims(overrides) => {
@@ -623,18 +586,13 @@ impl DevProvider {
             Tamper::Hs256WithPublicKey => {
                 let header = json!({ "alg": "HS256", "typ": "JWT", "kid": key.kid });
                 let input = signing_input(&header, &claims);
-                let mac_key =
-                    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.pem.as_bytes());
+                let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.pem.as_bytes());
                 let tag = aws_lc_rs::hmac::sign(&mac_key, input.as_bytes());
                 format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
             }
             Tamper::BadSignature => signed(rs256_header(Some(&key.kid)), &claims, &key, true),
             Tamper::ForeignKey => {
-                let foreign = self
-                    .inner
-                    .foreign_key
-                    .get_or_init(|| generate_key().ok().map(Arc::new))
-                    .clone();
+                let foreign = self.inner.foreign_key.get_or_init(|| generate_key().ok().map(Arc::new)).clone();
                 match foreign {
                     Some(foreign) => signed(rs256_header(Some(&key.kid)), &claims, &foreign, false),
                     // Without a foreign key, a corrupted signature is the closest defect.
@@ -662,26 +620,19 @@ impl DevProvider {
         let input = &token[..header_and_claims_len(token)?];
         let keys = self.state().keys.clone();
         let verified = keys.iter().any(|key| {
-            signature::UnparsedPublicKey::new(
-                &signature::RSA_PKCS1_2048_8192_SHA256,
-                &key.public_der,
-            )
-            .verify(input.as_bytes(), &signature)
-            .is_ok()
+            signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &key.public_der)
+                .verify(input.as_bytes(), &signature)
+                .is_ok()
         });
         if !verified {
             return None;
         }
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
-        let unexpired = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp > now());
+        let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        let unexpired = claims.get("exp").and_then(Value::as_u64).is_some_and(|exp| exp > now());
         let ours = claims.get("iss").and_then(Value::as_str) == Some(self.inner.issuer.as_str());
         // An ID token is not an access token, even though this provider signs both.
-        let access = claims.get("aud").and_then(Value::as_str)
-            == Some(self.inner.config.access_token_audience.as_str());
+        let access =
+            claims.get("aud").and_then(Value::as_str) == Some(self.inner.config.access_token_audience.as_str());
         (unexpired && ours && access).then_some(claims)
     }
 
@@ -698,9 +649,7 @@ impl DevProvider {
             "/token" if method == Method::POST => self.token(request).await,
             "/userinfo" if get || method == Method::POST => self.userinfo(request.headers()),
             "/logout" if get => self.logout(&request),
-            "/.well-known/openid-configuration" | "/jwks" | "/authorize" | "/logout" => {
-                method_not_allowed("GET, HEAD")
-            }
+            "/.well-known/openid-configuration" | "/jwks" | "/authorize" | "/logout" => method_not_allowed("GET, HEAD"),
             "/token" => method_not_allowed("POST"),
             "/userinfo" => method_not_allowed("GET, HEAD, POST"),
             _ => html_page(
@@ -779,9 +728,7 @@ impl DevProvider {
         // unverified URI would make this an open redirector.
         for name in ["client_id", "redirect_uri"] {
             if params.is_repeated(name) {
-                return authorize_error_page(&format!(
-                    "The <code>{name}</code> parameter was given more than once."
-                ));
+                return authorize_error_page(&format!("The <code>{name}</code> parameter was given more than once."));
             }
         }
         match params.get("client_id") {
@@ -810,22 +757,14 @@ impl DevProvider {
 
         // From here on, errors go back to the client.
         let state = params.get("state");
-        let fail = |error: &str, description: &str| {
-            error_redirect(&redirect_uri, error, description, state)
-        };
+        let fail = |error: &str, description: &str| error_redirect(&redirect_uri, error, description, state);
         if let Some(repeated) = params.repeated() {
-            return fail(
-                "invalid_request",
-                &format!("parameter {repeated} was given more than once"),
-            );
+            return fail("invalid_request", &format!("parameter {repeated} was given more than once"));
         }
         match params.get("response_type") {
             Some("code") => {}
             Some(_) => {
-                return fail(
-                    "unsupported_response_type",
-                    "only response_type=code is supported",
-                );
+                return fail("unsupported_response_type", "only response_type=code is supported");
             }
             None => return fail("invalid_request", "response_type is missing"),
         }
@@ -834,34 +773,17 @@ impl DevProvider {
             return fail("invalid_scope", "the scope must include openid");
         }
         let Some(code_challenge) = params.get("code_challenge") else {
-            return fail(
-                "invalid_request",
-                "PKCE is required: send code_challenge with code_challenge_method=S256",
-            );
+            return fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
         };
         if params.get("code_challenge_method") != Some("S256") {
-            return fail(
-                "invalid_request",
-                "only code_challenge_method=S256 is supported (plain is refused)",
-            );
+            return fail("invalid_request", "only code_challenge_method=S256 is supported (plain is refused)");
         }
         if code_challenge.len() != 43 || !code_challenge.bytes().all(is_base64url_byte) {
-            return fail(
-                "invalid_request",
-                "code_challenge must be BASE64URL(SHA256(code_verifier)), 43 characters",
-            );
+            return fail("invalid_request", "code_challenge must be BASE64URL(SHA256(code_verifier)), 43 characters");
         }
-        let prompt: Vec<&str> = params
-            .get("prompt")
-            .unwrap_or("")
-            .split(' ')
-            .filter(|p| !p.is_empty())
-            .collect();
+        let prompt: Vec<&str> = params.get("prompt").unwrap_or("").split(' ').filter(|p| !p.is_empty()).collect();
         if prompt.contains(&"none") && prompt.len() > 1 {
-            return fail(
-                "invalid_request",
-                "prompt=none cannot be combined with other prompt values",
-            );
+            return fail("invalid_request", "prompt=none cannot be combined with other prompt values");
         }
 
         let user = params.get("login_hint").and_then(find_user);
@@ -869,19 +791,13 @@ impl DevProvider {
             // The provider keeps no session of its own, so without a user named there is nobody
             // signed in to answer a silent request for.
             if prompt.contains(&"none") {
-                return fail(
-                    "login_required",
-                    "no user is signed in; send login_hint to choose one",
-                );
+                return fail("login_required", "no user is signed in; send login_hint to choose one");
             }
             return self.picker_page(&params, redirect_raw);
         };
 
         let (Some(code), Some(sid)) = (random_token(32), random_token(16)) else {
-            return fail(
-                "server_error",
-                "the provider could not generate a random code",
-            );
+            return fail("server_error", "the provider could not generate a random code");
         };
         let pending = PendingCode {
             sign_in: SignIn {
@@ -933,20 +849,12 @@ impl DevProvider {
                 user.groups
                     .iter()
                     .map(|group| {
-                        format!(
-                            "<code title=\"{0}\">{1}</code>",
-                            escape_html(group),
-                            escape_html(group_label(group))
-                        )
+                        format!("<code title=\"{0}\">{1}</code>", escape_html(group), escape_html(group_label(group)))
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let mfa = if user.uses_mfa() {
-                "password and MFA"
-            } else {
-                "password only"
-            };
+            let mfa = if user.uses_mfa() { "password and MFA" } else { "password only" };
             let _ = write!(
                 users,
                 "<li><button type=\"submit\" name=\"login_hint\" value=\"{name}\" aria-describedby=\"about-{name}\">\
@@ -991,18 +899,14 @@ impl DevProvider {
             }
             Misbehaviour::TokenEndpointGarbage => return garbage(),
             Misbehaviour::TokenEndpointError => {
-                return token_error(TokenError::InvalidGrant(
-                    "Misbehaviour::TokenEndpointError".into(),
-                ));
+                return token_error(TokenError::InvalidGrant("Misbehaviour::TokenEndpointError".into()));
             }
             Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown => {}
         }
         match self.token_inner(request).await {
             Ok(body) => {
                 let mut response = json_response(StatusCode::OK, &body);
-                response
-                    .headers_mut()
-                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
                 response
             }
             Err(error) => token_error(error),
@@ -1016,15 +920,9 @@ impl DevProvider {
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split(';').next())
-            .map(|value| {
-                value
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+            .map(|value| value.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
         if form_type != Some(true) {
-            return Err(TokenError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
+            return Err(TokenError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()));
         }
         let declared_length = parts
             .headers
@@ -1040,21 +938,15 @@ impl DevProvider {
                 return Err(TokenError::TooLarge);
             }
             Err(_) => {
-                return Err(TokenError::InvalidRequest(
-                    "the request body could not be read".into(),
-                ));
+                return Err(TokenError::InvalidRequest("the request body could not be read".into()));
             }
         };
         let Ok(body) = std::str::from_utf8(&body) else {
-            return Err(TokenError::InvalidRequest(
-                "the request body is not UTF-8".into(),
-            ));
+            return Err(TokenError::InvalidRequest("the request body is not UTF-8".into()));
         };
         let form = Params::parse(body);
         if let Some(repeated) = form.repeated() {
-            return Err(TokenError::InvalidRequest(format!(
-                "parameter {repeated} was given more than once"
-            )));
+            return Err(TokenError::InvalidRequest(format!("parameter {repeated} was given more than once")));
         }
         let client_id = self.authenticate_client(&parts.headers, &form)?;
         match form.get("grant_type") {
@@ -1067,18 +959,13 @@ impl DevProvider {
     }
 
     /// Checks the client's credentials (RFC 6749 section 2.3.1) and returns its id.
-    fn authenticate_client(
-        &self,
-        headers: &HeaderMap,
-        form: &Params,
-    ) -> Result<String, TokenError> {
+    fn authenticate_client(&self, headers: &HeaderMap, form: &Params) -> Result<String, TokenError> {
         let config = &self.inner.config;
         let (client_id, secret) = match headers.get(header::AUTHORIZATION) {
             Some(authorization) => {
                 if form.get("client_secret").is_some() {
                     return Err(TokenError::InvalidRequest(
-                        "use one client authentication method, not both Basic and client_secret"
-                            .into(),
+                        "use one client authentication method, not both Basic and client_secret".into(),
                     ));
                 }
                 let (id, secret) = parse_basic(authorization).ok_or(TokenError::InvalidClient)?;
@@ -1093,73 +980,52 @@ impl DevProvider {
             },
         };
         let id_ok = client_id == config.client_id;
-        let secret_ok = aws_lc_rs::constant_time::verify_slices_are_equal(
-            secret.as_bytes(),
-            config.client_secret.as_bytes(),
-        )
-        .is_ok();
-        if id_ok && secret_ok {
-            Ok(client_id)
-        } else {
-            Err(TokenError::InvalidClient)
-        }
+        let secret_ok =
+            aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), config.client_secret.as_bytes())
+                .is_ok();
+        if id_ok && secret_ok { Ok(client_id) } else { Err(TokenError::InvalidClient) }
     }
 
-    fn authorization_code_grant(
-        &self,
-        client_id: &str,
-        form: &Params,
-    ) -> Result<Value, TokenError> {
+    fn authorization_code_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
         let missing = |name: &str| TokenError::InvalidRequest(format!("{name} is missing"));
         let code = form.get("code").ok_or_else(|| missing("code"))?;
-        let redirect_uri = form
-            .get("redirect_uri")
-            .ok_or_else(|| missing("redirect_uri"))?;
-        let verifier = form
-            .get("code_verifier")
-            .ok_or_else(|| missing("code_verifier (PKCE is required)"))?;
+        let redirect_uri = form.get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
+        let verifier = form.get("code_verifier").ok_or_else(|| missing("code_verifier (PKCE is required)"))?;
         // Removed before any check: a code is good for one attempt, whatever its outcome.
-        let pending = self.state().codes.remove(code).ok_or_else(|| {
-            TokenError::InvalidGrant("the code is unknown or was already used".into())
-        })?;
+        let pending = self
+            .state()
+            .codes
+            .remove(code)
+            .ok_or_else(|| TokenError::InvalidGrant("the code is unknown or was already used".into()))?;
         if pending.expires <= Instant::now() {
             return Err(TokenError::InvalidGrant("the code has expired".into()));
         }
         if pending.sign_in.client_id != client_id {
-            return Err(TokenError::InvalidGrant(
-                "the code was issued to another client".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
         }
         if pending.redirect_uri != redirect_uri {
-            return Err(TokenError::InvalidGrant(
-                "redirect_uri differs from the one sent to /authorize".into(),
-            ));
+            return Err(TokenError::InvalidGrant("redirect_uri differs from the one sent to /authorize".into()));
         }
         if !pkce_matches(verifier, &pending.code_challenge) {
-            return Err(TokenError::InvalidGrant(
-                "code_verifier does not match the code_challenge".into(),
-            ));
+            return Err(TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()));
         }
         self.user_tokens(&pending.sign_in, pending.nonce.as_deref())
     }
 
     fn refresh_token_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
-        let token = form
-            .get("refresh_token")
-            .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+        let token =
+            form.get("refresh_token").ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
         // Rotation: the presented token is spent whatever happens next.
-        let grant = self.state().refresh_tokens.remove(token).ok_or_else(|| {
-            TokenError::InvalidGrant("the refresh token is unknown or was already used".into())
-        })?;
+        let grant = self
+            .state()
+            .refresh_tokens
+            .remove(token)
+            .ok_or_else(|| TokenError::InvalidGrant("the refresh token is unknown or was already used".into()))?;
         if grant.expires <= Instant::now() {
-            return Err(TokenError::InvalidGrant(
-                "the refresh token has expired".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the refresh token has expired".into()));
         }
         if grant.sign_in.client_id != client_id {
-            return Err(TokenError::InvalidGrant(
-                "the refresh token was issued to another client".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
         }
         self.user_tokens(&grant.sign_in, None)
     }
@@ -1167,12 +1033,7 @@ impl DevProvider {
     /// The token response for a user's sign-in: ID token, access token, and a refresh token
     /// when `offline_access` was granted.
     fn user_tokens(&self, sign_in: &SignIn, nonce: Option<&str>) -> Result<Value, TokenError> {
-        let claims = self.id_token_claims(
-            &Person::from(sign_in.user),
-            nonce,
-            &sign_in.sid,
-            sign_in.auth_time,
-        );
+        let claims = self.id_token_claims(&Person::from(sign_in.user), nonce, &sign_in.sid, sign_in.auth_time);
         let mut body = json!({
             "access_token": self.user_access_token(sign_in),
             "token_type": "Bearer",
@@ -1180,22 +1041,14 @@ impl DevProvider {
             "id_token": self.encode_id_token(claims),
             "scope": sign_in.scope,
         });
-        if sign_in
-            .scope
-            .split(' ')
-            .any(|scope| scope == "offline_access")
-        {
+        if sign_in.scope.split(' ').any(|scope| scope == "offline_access") {
             let refresh = random_token(32).ok_or(TokenError::ServerError)?;
             let mut state = self.state();
             let now = Instant::now();
             state.refresh_tokens.retain(|_, grant| grant.expires > now);
-            state.refresh_tokens.insert(
-                refresh.clone(),
-                RefreshGrant {
-                    sign_in: sign_in.clone(),
-                    expires: now + REFRESH_LIFETIME,
-                },
-            );
+            state
+                .refresh_tokens
+                .insert(refresh.clone(), RefreshGrant { sign_in: sign_in.clone(), expires: now + REFRESH_LIFETIME });
             body["refresh_token"] = json!(refresh);
         }
         Ok(body)
@@ -1203,10 +1056,8 @@ impl DevProvider {
 
     fn client_credentials_grant(&self, client_id: &str, form: &Params) -> Value {
         let config = &self.inner.config;
-        let scope = form.get("scope").map_or_else(
-            || format!("{}/.default", config.access_token_audience),
-            str::to_owned,
-        );
+        let scope =
+            form.get("scope").map_or_else(|| format!("{}/.default", config.access_token_audience), str::to_owned);
         let token = self.mint_access_token(json!({
             "sub": client_id,
             "azp": client_id,
@@ -1243,10 +1094,9 @@ impl DevProvider {
                 StatusCode::UNAUTHORIZED,
                 &json!({ "error": "invalid_token", "error_description": "send a user's access token issued by this provider" }),
             );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             return response;
         };
         json_response(
@@ -1333,33 +1183,13 @@ struct Stranger {
 impl Stranger {
     fn new(name: &str) -> Stranger {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
-        let hex: String = digest.as_ref()[..16]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        let oid = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        );
-        Stranger {
-            oid,
-            email: format!("{name}@example.com"),
-            display_name: name.to_owned(),
-        }
+        let hex: String = digest.as_ref()[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+        let oid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+        Stranger { oid, email: format!("{name}@example.com"), display_name: name.to_owned() }
     }
 
     fn as_person(&self) -> Person<'_> {
-        Person {
-            oid: &self.oid,
-            email: &self.email,
-            display_name: &self.display_name,
-            groups: &[],
-            mfa: false,
-        }
+        Person { oid: &self.oid, email: &self.email, display_name: &self.display_name, groups: &[], mfa: false }
     }
 }
 
@@ -1396,12 +1226,7 @@ fn header_and_claims_len(token: &str) -> Option<usize> {
 fn rs256(key: &SigningKey, input: &str) -> Vec<u8> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let mut signature = vec![0u8; key.pair.public_modulus_len()];
-    match key.pair.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &rng,
-        input.as_bytes(),
-        &mut signature,
-    ) {
+    match key.pair.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature) {
         Ok(()) => signature,
         Err(_) => {
             tracing::error!("development provider: RS256 signing failed");
@@ -1413,16 +1238,13 @@ fn rs256(key: &SigningKey, input: &str) -> Vec<u8> {
 /// RFC 7636 S256: `BASE64URL(SHA256(verifier)) == challenge`, with a well-formed verifier.
 fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     let well_formed = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~'));
+        && verifier.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~'));
     if !well_formed {
         return false;
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
-    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes())
-        .is_ok()
+    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes()).is_ok()
 }
 
 fn is_base64url_byte(byte: u8) -> bool {
@@ -1437,9 +1259,7 @@ fn random_token(bytes: usize) -> Option<String> {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The redirect URIs the provider accepts: any http(s) URL ending in `/oauth2/callback` (in
@@ -1498,9 +1318,7 @@ fn form_decode(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| std::str::from_utf8(hex).ok());
+                let hex = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
                 match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -1531,10 +1349,7 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
     fn is_repeated(&self, name: &str) -> bool {
@@ -1543,10 +1358,7 @@ impl Params {
 
     /// The first parameter given more than once (OAuth forbids repeating any).
     fn repeated(&self) -> Option<&str> {
-        self.pairs
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .find(|name| self.is_repeated(name))
+        self.pairs.iter().map(|(name, _)| name.as_str()).find(|name| self.is_repeated(name))
     }
 }
 
@@ -1564,11 +1376,9 @@ enum TokenError {
 fn token_error(error: TokenError) -> Response<Body> {
     let (status, code, description) = match error {
         TokenError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", why),
-        TokenError::InvalidClient => (
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed".to_owned(),
-        ),
+        TokenError::InvalidClient => {
+            (StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed".to_owned())
+        }
         TokenError::InvalidGrant(why) => (StatusCode::BAD_REQUEST, "invalid_grant", why),
         TokenError::UnsupportedGrantType => (
             StatusCode::BAD_REQUEST,
@@ -1578,10 +1388,7 @@ fn token_error(error: TokenError) -> Response<Body> {
         TokenError::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
-            format!(
-                "the request body is larger than {} KiB",
-                MAX_FORM_BODY / 1024
-            ),
+            format!("the request body is larger than {} KiB", MAX_FORM_BODY / 1024),
         ),
         TokenError::ServerError => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1589,15 +1396,11 @@ fn token_error(error: TokenError) -> Response<Body> {
             "the provider could not generate a random token".to_owned(),
         ),
     };
-    let mut response = json_response(
-        status,
-        &json!({ "error": code, "error_description": description }),
-    );
+    let mut response = json_response(status, &json!({ "error": code, "error_description": description }));
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"development OpenID provider\""),
-        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"development OpenID provider\""));
     }
     response
 }
@@ -1609,10 +1412,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -1620,10 +1420,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 /// A 200 whose body claims to be JSON and is not.
 fn garbage() -> Response<Body> {
     let mut response = Response::new(full("<html><body>Gateway says hello; this is not JSON {"));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -1643,12 +1440,7 @@ fn redirect(location: &str) -> Response<Body> {
     response
 }
 
-fn error_redirect(
-    redirect_uri: &Url,
-    error: &str,
-    description: &str,
-    state: Option<&str>,
-) -> Response<Body> {
+fn error_redirect(redirect_uri: &Url, error: &str, description: &str, state: Option<&str>) -> Response<Body> {
     let mut location = redirect_uri.clone();
     {
         let mut query = location.query_pairs_mut();
@@ -1678,9 +1470,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
         StatusCode::METHOD_NOT_ALLOWED,
         &json!({ "error": "invalid_request", "error_description": format!("allowed methods: {allow}") }),
     );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 
@@ -1702,23 +1492,16 @@ fn html_page(status: StatusCode, title: &str, main_html: &str) -> Response<Body>
     let mut response = Response::new(full(page));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 
@@ -1754,13 +1537,7 @@ mod tests {
 
     async fn start() -> DevProvider {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        DevProvider::start(
-            listener,
-            DevProviderConfig::default(),
-            std::future::pending(),
-        )
-        .await
-        .unwrap()
+        DevProvider::start(listener, DevProviderConfig::default(), std::future::pending()).await.unwrap()
     }
 
     fn client() -> Client<HttpConnector, Body> {
@@ -1788,11 +1565,7 @@ mod tests {
     async fn send(request: Request<Body>) -> Answer {
         let response = client().request(request).await.unwrap();
         let (parts, body) = response.into_parts();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
     }
 
     async fn get(url: &str) -> Answer {
@@ -1803,14 +1576,8 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
     }
 
-    async fn post_token(
-        provider: &DevProvider,
-        authorization: Option<String>,
-        form: &[(&str, &str)],
-    ) -> Answer {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+    async fn post_token(provider: &DevProvider, authorization: Option<String>, form: &[(&str, &str)]) -> Answer {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let mut request = Request::post(format!("{}/token", provider.issuer()))
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(authorization) = authorization {
@@ -1821,12 +1588,7 @@ mod tests {
 
     async fn token_with_secret(provider: &DevProvider, form: &[(&str, &str)]) -> Answer {
         let config = provider.config();
-        post_token(
-            provider,
-            Some(basic(&config.client_id, &config.client_secret)),
-            form,
-        )
-        .await
+        post_token(provider, Some(basic(&config.client_id, &config.client_secret)), form).await
     }
 
     fn authorize_url(provider: &DevProvider, extra: &[(&str, &str)]) -> String {
@@ -1843,18 +1605,14 @@ mod tests {
         ]);
         // Later pairs replace earlier ones of the same name, so tests can override defaults.
         let mut pairs: Vec<(String, String)> =
-            url::form_urlencoded::parse(query.finish().as_bytes())
-                .into_owned()
-                .collect();
+            url::form_urlencoded::parse(query.finish().as_bytes()).into_owned().collect();
         for (name, value) in extra {
             pairs.retain(|(key, _)| key != name);
             if !value.is_empty() {
                 pairs.push(((*name).to_owned(), (*value).to_owned()));
             }
         }
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
         format!("{}/authorize?{query}", provider.issuer())
     }
 
@@ -1883,11 +1641,7 @@ mod tests {
     }
 
     /// Verifies `token` with the key the JWKS lists under its `kid`, as a relying party would.
-    async fn verify(
-        provider: &DevProvider,
-        token: &str,
-        audience: &str,
-    ) -> jsonwebtoken::errors::Result<Value> {
+    async fn verify(provider: &DevProvider, token: &str, audience: &str) -> jsonwebtoken::errors::Result<Value> {
         let jwks = get(&format!("{}/jwks", provider.issuer())).await.json();
         let kid = jsonwebtoken::decode_header(token)?.kid.unwrap_or_default();
         let key = jwks["keys"]
@@ -1896,10 +1650,7 @@ mod tests {
             .iter()
             .find(|key| key["kid"] == kid.as_str())
             .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
-        let key = DecodingKey::from_rsa_components(
-            key["n"].as_str().unwrap(),
-            key["e"].as_str().unwrap(),
-        )?;
+        let key = DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[audience]);
         validation.set_issuer(&[provider.issuer()]);
@@ -1920,28 +1671,19 @@ mod tests {
     #[test]
     fn pkce_s256_accepts_only_the_matching_verifier() {
         assert!(pkce_matches(VERIFIER, CHALLENGE));
-        assert!(!pkce_matches(
-            "dBjftJeZ4CVP-mJ92K9E97WovqYqOdOp-Cnd8l1lEaR",
-            CHALLENGE
-        ));
+        assert!(!pkce_matches("dBjftJeZ4CVP-mJ92K9E97WovqYqOdOp-Cnd8l1lEaR", CHALLENGE));
         // The challenge itself, sent as the verifier ("plain"), does not match.
         assert!(!pkce_matches(CHALLENGE, CHALLENGE));
         // Too short, too long, or with characters outside the unreserved set.
         assert!(!pkce_matches("short", CHALLENGE));
         assert!(!pkce_matches(&"a".repeat(129), CHALLENGE));
-        assert!(!pkce_matches(
-            "dBjftJeZ4CVP+mJ92K9E97WovqYqOdOp/Cnd8l1lEaQ",
-            CHALLENGE
-        ));
+        assert!(!pkce_matches("dBjftJeZ4CVP+mJ92K9E97WovqYqOdOp/Cnd8l1lEaQ", CHALLENGE));
     }
 
     #[test]
     fn basic_credentials_are_form_decoded() {
         let header = HeaderValue::from_str(&basic("my%20app", "s%3Acret+x")).unwrap();
-        assert_eq!(
-            parse_basic(&header),
-            Some(("my app".to_owned(), "s:cret x".to_owned()))
-        );
+        assert_eq!(parse_basic(&header), Some(("my app".to_owned(), "s:cret x".to_owned())));
         assert_eq!(form_decode("100%"), Some("100%".to_owned()));
         assert_eq!(form_decode("%zz%41"), Some("%zzA".to_owned()));
         assert_eq!(form_decode("%ff"), None);
@@ -1956,10 +1698,7 @@ mod tests {
         assert_eq!(lines.first(), Some(&"-----BEGIN PUBLIC KEY-----"));
         assert_eq!(lines.last(), Some(&"-----END PUBLIC KEY-----"));
         assert_eq!(lines[1].len(), 64);
-        assert_eq!(
-            STANDARD.decode(lines[1..lines.len() - 1].concat()).unwrap(),
-            [7u8; 100]
-        );
+        assert_eq!(STANDARD.decode(lines[1..lines.len() - 1].concat()).unwrap(), [7u8; 100]);
     }
 
     #[tokio::test]
@@ -1977,36 +1716,20 @@ mod tests {
         assert_eq!(doc["userinfo_endpoint"], format!("{issuer}/userinfo"));
         assert_eq!(doc["end_session_endpoint"], format!("{issuer}/logout"));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
-        assert_eq!(
-            doc["id_token_signing_alg_values_supported"],
-            json!(["RS256"])
-        );
+        assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
 
         let jwks = get(&format!("{issuer}/jwks")).await.json();
         let key = &jwks["keys"][0];
         assert_eq!(
-            (
-                key["kty"].as_str(),
-                key["alg"].as_str(),
-                key["use"].as_str()
-            ),
+            (key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()),
             (Some("RSA"), Some("RS256"), Some("sig"))
         );
         assert_eq!(key["kid"], provider.current_kid().as_str());
         assert_eq!(key["e"], "AQAB");
-        assert_eq!(
-            URL_SAFE_NO_PAD
-                .decode(key["n"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            256
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(key["n"].as_str().unwrap()).unwrap().len(), 256);
         assert_eq!(provider.jwks_requests(), 1);
 
-        assert_eq!(
-            get(&format!("{issuer}/nowhere")).await.status,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(get(&format!("{issuer}/nowhere")).await.status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
@@ -2022,10 +1745,7 @@ mod tests {
         assert!(body["refresh_token"].is_string());
 
         let id_token = body["id_token"].as_str().unwrap();
-        assert_eq!(
-            header_of(id_token),
-            json!({ "alg": "RS256", "typ": "JWT", "kid": provider.current_kid() })
-        );
+        assert_eq!(header_of(id_token), json!({ "alg": "RS256", "typ": "JWT", "kid": provider.current_kid() }));
         let claims = verify(&provider, id_token, "postern-demo").await.unwrap();
         let alice = find_user("alice").unwrap();
         assert_eq!(claims["iss"], provider.issuer().as_str());
@@ -2042,10 +1762,7 @@ mod tests {
         assert_eq!(claims["amr"], json!(["pwd", "mfa"]));
         assert_eq!(claims["ver"], "2.0");
         assert!(claims["sid"].is_string() && claims["auth_time"].is_u64());
-        let (iat, exp) = (
-            claims["iat"].as_u64().unwrap(),
-            claims["exp"].as_u64().unwrap(),
-        );
+        let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
         assert_eq!(exp - iat, 3600);
 
         let access = body["access_token"].as_str().unwrap();
@@ -2053,21 +1770,11 @@ mod tests {
         assert_eq!(access_claims["oid"], alice.oid);
 
         // Bob has no MFA and only "eng"; carol has no groups.
-        let bob = redeem(&provider, &code_for(&provider, "bob").await)
-            .await
-            .json();
+        let bob = redeem(&provider, &code_for(&provider, "bob").await).await.json();
         let bob = claims_of(bob["id_token"].as_str().unwrap());
-        assert_eq!(
-            (bob["amr"].clone(), bob["groups"].clone()),
-            (json!(["pwd"]), json!([GROUP_ENG]))
-        );
-        let carol = redeem(&provider, &code_for(&provider, "carol").await)
-            .await
-            .json();
-        assert_eq!(
-            claims_of(carol["id_token"].as_str().unwrap())["groups"],
-            json!([])
-        );
+        assert_eq!((bob["amr"].clone(), bob["groups"].clone()), (json!(["pwd"]), json!([GROUP_ENG])));
+        let carol = redeem(&provider, &code_for(&provider, "carol").await).await.json();
+        assert_eq!(claims_of(carol["id_token"].as_str().unwrap())["groups"], json!([]));
         assert_eq!(provider.token_requests(), 3);
     }
 
@@ -2077,10 +1784,7 @@ mod tests {
         let code = code_for(&provider, "bob").await;
         assert_eq!(redeem(&provider, &code).await.status, StatusCode::OK);
         let again = redeem(&provider, &code).await;
-        assert_eq!(
-            (again.status, again.json()["error"].clone()),
-            (StatusCode::BAD_REQUEST, json!("invalid_grant"))
-        );
+        assert_eq!((again.status, again.json()["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")));
 
         let code = code_for(&provider, "bob").await;
         let wrong_verifier = token_with_secret(
@@ -2089,10 +1793,7 @@ mod tests {
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("redirect_uri", REDIRECT),
-                (
-                    "code_verifier",
-                    "dBjftJeZ4CVP-mJ92K9E97WovqYqOdOp-Cnd8l1lEaR",
-                ),
+                ("code_verifier", "dBjftJeZ4CVP-mJ92K9E97WovqYqOdOp-Cnd8l1lEaR"),
             ],
         )
         .await;
@@ -2114,11 +1815,7 @@ mod tests {
         let code = code_for(&provider, "bob").await;
         let no_verifier = token_with_secret(
             &provider,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)],
         )
         .await;
         assert_eq!(no_verifier.json()["error"], "invalid_request");
@@ -2127,68 +1824,33 @@ mod tests {
     #[tokio::test]
     async fn refresh_tokens_rotate_and_the_old_one_stops_working() {
         let provider = start().await;
-        let first = redeem(&provider, &code_for(&provider, "alice").await)
-            .await
-            .json();
+        let first = redeem(&provider, &code_for(&provider, "alice").await).await.json();
         let first_claims = claims_of(first["id_token"].as_str().unwrap());
         let refresh = first["refresh_token"].as_str().unwrap();
 
-        let second = token_with_secret(
-            &provider,
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
+        let second = token_with_secret(&provider, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
         assert_eq!(second.status, StatusCode::OK, "{}", second.text());
         let second = second.json();
         let new_refresh = second["refresh_token"].as_str().unwrap();
         assert_ne!(new_refresh, refresh);
-        let claims = verify(
-            &provider,
-            second["id_token"].as_str().unwrap(),
-            "postern-demo",
-        )
-        .await
-        .unwrap();
+        let claims = verify(&provider, second["id_token"].as_str().unwrap(), "postern-demo").await.unwrap();
         assert!(claims.get("nonce").is_none());
         assert_eq!(claims["sub"], first_claims["sub"]);
         assert_eq!(claims["sid"], first_claims["sid"]);
         assert_eq!(claims["auth_time"], first_claims["auth_time"]);
 
-        let replay = token_with_secret(
-            &provider,
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
-        assert_eq!(
-            (replay.status, replay.json()["error"].clone()),
-            (StatusCode::BAD_REQUEST, json!("invalid_grant"))
-        );
-        let next = token_with_secret(
-            &provider,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", new_refresh),
-            ],
-        )
-        .await;
+        let replay = token_with_secret(&provider, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+        assert_eq!((replay.status, replay.json()["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")));
+        let next =
+            token_with_secret(&provider, &[("grant_type", "refresh_token"), ("refresh_token", new_refresh)]).await;
         assert_eq!(next.status, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn no_refresh_token_without_offline_access() {
         let provider = start().await;
-        let answer = get(&authorize_url(
-            &provider,
-            &[("login_hint", "carol"), ("scope", "openid email")],
-        ))
-        .await;
-        let code = answer
-            .location()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .unwrap()
-            .1
-            .into_owned();
+        let answer = get(&authorize_url(&provider, &[("login_hint", "carol"), ("scope", "openid email")])).await;
+        let code = answer.location().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
         let body = redeem(&provider, &code).await.json();
         assert!(body.get("refresh_token").is_none());
         assert_eq!(body["scope"], "openid email");
@@ -2226,11 +1888,7 @@ mod tests {
         let wrong_post = post_token(
             &provider,
             None,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &config.client_id),
-                ("client_secret", "nope"),
-            ],
+            &[("grant_type", "client_credentials"), ("client_id", &config.client_id), ("client_secret", "nope")],
         )
         .await;
         assert_eq!(wrong_post.status, StatusCode::UNAUTHORIZED);
@@ -2238,10 +1896,7 @@ mod tests {
         let both = post_token(
             &provider,
             Some(basic(&config.client_id, &config.client_secret)),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_secret", &config.client_secret),
-            ],
+            &[("grant_type", "client_credentials"), ("client_secret", &config.client_secret)],
         )
         .await;
         assert_eq!(both.json()["error"], "invalid_request");
@@ -2250,24 +1905,13 @@ mod tests {
     #[tokio::test]
     async fn client_credentials_gives_an_app_only_token() {
         let provider = start().await;
-        let answer = token_with_secret(
-            &provider,
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "api://postern/.default"),
-            ],
-        )
-        .await;
+        let answer =
+            token_with_secret(&provider, &[("grant_type", "client_credentials"), ("scope", "api://postern/.default")])
+                .await;
         assert_eq!(answer.status, StatusCode::OK);
         let body = answer.json();
         assert!(body.get("id_token").is_none() && body.get("refresh_token").is_none());
-        let claims = verify(
-            &provider,
-            body["access_token"].as_str().unwrap(),
-            "api://postern",
-        )
-        .await
-        .unwrap();
+        let claims = verify(&provider, body["access_token"].as_str().unwrap(), "api://postern").await.unwrap();
         assert_eq!(claims["sub"], "postern-demo");
         assert_eq!(claims["azp"], "postern-demo");
         assert_eq!(claims["appid"], "postern-demo");
@@ -2284,11 +1928,7 @@ mod tests {
         assert_eq!(unsupported.json()["error"], "unsupported_grant_type");
         let missing = token_with_secret(&provider, &[]).await;
         assert_eq!(missing.json()["error"], "invalid_request");
-        let repeated = token_with_secret(
-            &provider,
-            &[("grant_type", "client_credentials"), ("grant_type", "x")],
-        )
-        .await;
+        let repeated = token_with_secret(&provider, &[("grant_type", "client_credentials"), ("grant_type", "x")]).await;
         assert_eq!(repeated.json()["error"], "invalid_request");
 
         let json_body = send(
@@ -2328,35 +1968,21 @@ mod tests {
     #[tokio::test]
     async fn authorize_shows_a_picker_that_carries_the_request_along() {
         let provider = start().await;
-        for url in [
-            authorize_url(&provider, &[]),
-            authorize_url(&provider, &[("login_hint", "mallory")]),
-        ] {
+        for url in [authorize_url(&provider, &[]), authorize_url(&provider, &[("login_hint", "mallory")])] {
             let page = get(&url).await;
             assert_eq!(page.status, StatusCode::OK);
-            assert!(
-                page.headers[header::CONTENT_TYPE]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/html")
-            );
+            assert!(page.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
             let html = page.text();
             assert!(html.contains(BANNER));
             for user in USERS {
                 assert!(html.contains(&format!("name=\"login_hint\" value=\"{}\"", user.name)));
             }
-            assert!(html.contains(&format!(
-                "<input type=\"hidden\" name=\"code_challenge\" value=\"{CHALLENGE}\">"
-            )));
+            assert!(html.contains(&format!("<input type=\"hidden\" name=\"code_challenge\" value=\"{CHALLENGE}\">")));
             assert!(html.contains("<input type=\"hidden\" name=\"state\" value=\"state-123\">"));
-            assert!(
-                html.contains("<code title=\"5b1c3d2e-0000-0000-0000-000000000001\">eng</code>")
-            );
+            assert!(html.contains("<code title=\"5b1c3d2e-0000-0000-0000-000000000001\">eng</code>"));
             assert!(!html.contains("name=\"login_hint\" value=\"mallory\""));
         }
-        let page = get(&authorize_url(&provider, &[("login_hint", "<b>x</b>")]))
-            .await
-            .text();
+        let page = get(&authorize_url(&provider, &[("login_hint", "<b>x</b>")])).await.text();
         assert!(page.contains("&lt;b&gt;x&lt;/b&gt;") && !page.contains("<b>x</b>"));
     }
 
@@ -2371,19 +1997,13 @@ mod tests {
             ("redirect_uri", "http://127.0.0.1:9/oauth2/callback#frag"),
             ("redirect_uri", ""),
         ] {
-            let answer = get(&authorize_url(
-                &provider,
-                &[(name, value), ("login_hint", "alice")],
-            ))
-            .await;
+            let answer = get(&authorize_url(&provider, &[(name, value), ("login_hint", "alice")])).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}={value}");
             assert!(answer.headers.get(header::LOCATION).is_none());
             assert!(answer.text().contains(BANNER));
         }
-        let repeated = format!(
-            "{}&redirect_uri=http%3A%2F%2Fevil.example%2Foauth2%2Fcallback",
-            authorize_url(&provider, &[])
-        );
+        let repeated =
+            format!("{}&redirect_uri=http%3A%2F%2Fevil.example%2Foauth2%2Fcallback", authorize_url(&provider, &[]));
         assert_eq!(get(&repeated).await.status, StatusCode::BAD_REQUEST);
 
         for (name, value, error) in [
@@ -2397,28 +2017,19 @@ mod tests {
         ] {
             let answer = get(&authorize_url(&provider, &[(name, value)])).await;
             assert_eq!(answer.status, StatusCode::FOUND, "{name}={value}");
-            let pairs: HashMap<String, String> =
-                answer.location().query_pairs().into_owned().collect();
+            let pairs: HashMap<String, String> = answer.location().query_pairs().into_owned().collect();
             assert_eq!(pairs["error"], error, "{name}={value}");
             assert_eq!(pairs["state"], "state-123");
             assert!(!pairs.contains_key("code"));
         }
         // A redirect URI with its own query keeps it.
         let with_query = "https://localhost:8443/app/oauth2/callback?tenant=x";
-        let answer = get(&authorize_url(
-            &provider,
-            &[("redirect_uri", with_query), ("login_hint", "bob")],
-        ))
-        .await;
+        let answer = get(&authorize_url(&provider, &[("redirect_uri", with_query), ("login_hint", "bob")])).await;
         let pairs: HashMap<String, String> = answer.location().query_pairs().into_owned().collect();
         assert_eq!(pairs["tenant"], "x");
         assert!(pairs.contains_key("code"));
         // Broken query strings do not break the provider.
-        let broken = get(&format!(
-            "{}/authorize?%%%&&==&client_id=%ff%fe",
-            provider.issuer()
-        ))
-        .await;
+        let broken = get(&format!("{}/authorize?%%%&&==&client_id=%ff%fe", provider.issuer())).await;
         assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     }
 
@@ -2432,9 +2043,7 @@ mod tests {
             (Some("n"), Some(find_user("alice").unwrap().oid))
         );
 
-        provider.set_tamper(Tamper::Claims(
-            json!({ "aud": "someone-else", "groups": null }),
-        ));
+        provider.set_tamper(Tamper::Claims(json!({ "aud": "someone-else", "groups": null })));
         let token = provider.mint_id_token("alice", Value::Null);
         assert!(claims_of(&token).get("groups").is_none());
         assert_eq!(claims_of(&token)["aud"], "someone-else");
@@ -2452,14 +2061,7 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
         let mut hs256 = Validation::new(Algorithm::HS256);
         hs256.set_audience(&["postern-demo"]);
-        assert!(
-            jsonwebtoken::decode::<Value>(
-                &token,
-                &DecodingKey::from_secret(pem.as_bytes()),
-                &hs256
-            )
-            .is_ok()
-        );
+        assert!(jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_secret(pem.as_bytes()), &hs256).is_ok());
         assert!(verify(&provider, &token, "postern-demo").await.is_err());
 
         provider.set_tamper(Tamper::BadSignature);
@@ -2493,18 +2095,8 @@ mod tests {
 
         // Tampering reaches tokens from /token too, and stops when reset.
         provider.set_tamper(Tamper::BadSignature);
-        let body = redeem(&provider, &code_for(&provider, "bob").await)
-            .await
-            .json();
-        assert!(
-            verify(
-                &provider,
-                body["id_token"].as_str().unwrap(),
-                "postern-demo"
-            )
-            .await
-            .is_err()
-        );
+        let body = redeem(&provider, &code_for(&provider, "bob").await).await.json();
+        assert!(verify(&provider, body["id_token"].as_str().unwrap(), "postern-demo").await.is_err());
         provider.set_tamper(Tamper::None);
         let token = provider.mint_id_token("alice", Value::Null);
         assert!(verify(&provider, &token, "postern-demo").await.is_ok());
@@ -2519,13 +2111,9 @@ mod tests {
         assert!(claims.get("email").is_none());
         assert_eq!(claims["groups"], json!([]));
         assert_eq!(claims["oid"].as_str().unwrap().len(), 36);
-        assert!(
-            verify(&provider, &token, "postern-demo").await.is_err(),
-            "expired"
-        );
+        assert!(verify(&provider, &token, "postern-demo").await.is_err(), "expired");
 
-        let access =
-            provider.mint_access_token(json!({ "sub": "ci-job", "project_path": "platform/api" }));
+        let access = provider.mint_access_token(json!({ "sub": "ci-job", "project_path": "platform/api" }));
         let claims = verify(&provider, &access, "api://postern").await.unwrap();
         assert_eq!(claims["sub"], "ci-job");
         assert_eq!(claims["project_path"], "platform/api");
@@ -2541,27 +2129,16 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(provider.current_kid(), new);
         let kids = |jwks: Value| -> Vec<String> {
-            jwks["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|key| key["kid"].as_str().unwrap().to_owned())
-                .collect()
+            jwks["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
         };
-        assert_eq!(
-            kids(get(&format!("{}/jwks", provider.issuer())).await.json()),
-            [new.clone(), old.clone()]
-        );
+        assert_eq!(kids(get(&format!("{}/jwks", provider.issuer())).await.json()), [new.clone(), old.clone()]);
         let new_token = provider.mint_id_token("bob", Value::Null);
         assert_eq!(header_of(&new_token)["kid"], new.as_str());
         assert!(verify(&provider, &new_token, "postern-demo").await.is_ok());
         assert!(verify(&provider, &old_token, "postern-demo").await.is_ok());
 
         provider.retire_old_keys();
-        assert_eq!(
-            kids(get(&format!("{}/jwks", provider.issuer())).await.json()),
-            [new]
-        );
+        assert_eq!(kids(get(&format!("{}/jwks", provider.issuer())).await.json()), [new]);
         assert!(verify(&provider, &old_token, "postern-demo").await.is_err());
     }
 
@@ -2572,41 +2149,25 @@ mod tests {
         let grant = [("grant_type", "client_credentials")];
 
         provider.set_misbehaviour(Misbehaviour::TokenEndpoint500);
-        assert_eq!(
-            token_with_secret(&provider, &grant).await.status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(token_with_secret(&provider, &grant).await.status, StatusCode::INTERNAL_SERVER_ERROR);
         provider.set_misbehaviour(Misbehaviour::TokenEndpointGarbage);
         let garbage = token_with_secret(&provider, &grant).await;
         assert_eq!(garbage.status, StatusCode::OK);
         assert!(serde_json::from_slice::<Value>(&garbage.body).is_err());
         provider.set_misbehaviour(Misbehaviour::TokenEndpointError);
         let error = token_with_secret(&provider, &grant).await;
-        assert_eq!(
-            (error.status, error.json()["error"].clone()),
-            (StatusCode::BAD_REQUEST, json!("invalid_grant"))
-        );
+        assert_eq!((error.status, error.json()["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")));
         provider.set_misbehaviour(Misbehaviour::JwksGarbage);
         let jwks = get(&format!("{issuer}/jwks")).await;
         assert!(serde_json::from_slice::<Value>(&jwks.body).is_err());
-        assert_eq!(
-            token_with_secret(&provider, &grant).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(token_with_secret(&provider, &grant).await.status, StatusCode::OK);
         provider.set_misbehaviour(Misbehaviour::DiscoveryDown);
         assert_eq!(
-            get(&format!("{issuer}/.well-known/openid-configuration"))
-                .await
-                .status,
+            get(&format!("{issuer}/.well-known/openid-configuration")).await.status,
             StatusCode::SERVICE_UNAVAILABLE
         );
         provider.set_misbehaviour(Misbehaviour::None);
-        assert_eq!(
-            get(&format!("{issuer}/.well-known/openid-configuration"))
-                .await
-                .status,
-            StatusCode::OK
-        );
+        assert_eq!(get(&format!("{issuer}/.well-known/openid-configuration")).await.status, StatusCode::OK);
         assert_eq!(provider.token_requests(), 4);
         assert_eq!(provider.jwks_requests(), 1);
     }
@@ -2614,36 +2175,20 @@ mod tests {
     #[tokio::test]
     async fn userinfo_answers_only_for_its_own_user_tokens() {
         let provider = start().await;
-        let body = redeem(&provider, &code_for(&provider, "alice").await)
-            .await
-            .json();
+        let body = redeem(&provider, &code_for(&provider, "alice").await).await.json();
         let access = body["access_token"].as_str().unwrap();
         let userinfo = |authorization: String| {
             let url = format!("{}/userinfo", provider.issuer());
-            async move {
-                send(
-                    Request::get(url)
-                        .header(header::AUTHORIZATION, authorization)
-                        .body(empty())
-                        .unwrap(),
-                )
-                .await
-            }
+            async move { send(Request::get(url).header(header::AUTHORIZATION, authorization).body(empty()).unwrap()).await }
         };
         let answer = userinfo(format!("Bearer {access}")).await;
         assert_eq!(answer.status, StatusCode::OK);
         let info = answer.json();
         assert_eq!(info["email"], "alice@example.com");
-        assert_eq!(
-            info["sub"],
-            claims_of(body["id_token"].as_str().unwrap())["sub"]
-        );
+        assert_eq!(info["sub"], claims_of(body["id_token"].as_str().unwrap())["sub"]);
 
-        let app = token_with_secret(&provider, &[("grant_type", "client_credentials")])
-            .await
-            .json();
-        let expired =
-            provider.mint_access_token(json!({ "oid": find_user("bob").unwrap().oid, "exp": 1 }));
+        let app = token_with_secret(&provider, &[("grant_type", "client_credentials")]).await.json();
+        let expired = provider.mint_access_token(json!({ "oid": find_user("bob").unwrap().oid, "exp": 1 }));
         let mut forged = access.to_owned();
         forged.push('A');
         for authorization in [
@@ -2658,10 +2203,7 @@ mod tests {
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
             assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
         }
-        assert_eq!(
-            get(&format!("{}/userinfo", provider.issuer())).await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(get(&format!("{}/userinfo", provider.issuer())).await.status, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]
@@ -2675,36 +2217,16 @@ mod tests {
                 .finish();
             format!("{}/logout?{query}", provider.issuer())
         };
-        for target in [
-            "http://127.0.0.1:8080/signed-out",
-            "https://localhost/bye",
-            "http://[::1]:1/",
-        ] {
+        for target in ["http://127.0.0.1:8080/signed-out", "https://localhost/bye", "http://[::1]:1/"] {
             let answer = get(&logout(target)).await;
             assert_eq!(answer.status, StatusCode::FOUND, "{target}");
             let location = answer.location();
-            assert_eq!(
-                location
-                    .query_pairs()
-                    .find(|(k, _)| k == "state")
-                    .unwrap()
-                    .1,
-                "s1"
-            );
+            assert_eq!(location.query_pairs().find(|(k, _)| k == "state").unwrap().1, "s1");
         }
-        for target in [
-            "https://evil.example/",
-            "http://127.0.0.1.evil.example/",
-            "javascript:alert(1)",
-            "/relative",
-        ] {
+        for target in ["https://evil.example/", "http://127.0.0.1.evil.example/", "javascript:alert(1)", "/relative"] {
             let answer = get(&logout(target)).await;
             assert_eq!(answer.status, StatusCode::OK, "{target}");
-            assert!(
-                answer
-                    .text()
-                    .contains("Signed out of the development provider")
-            );
+            assert!(answer.text().contains("Signed out of the development provider"));
         }
         let plain = get(&format!("{}/logout", provider.issuer())).await;
         assert_eq!(plain.status, StatusCode::OK);

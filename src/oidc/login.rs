@@ -15,6 +15,7 @@ use super::redirect::safe_return_path;
 use crate::body::Body;
 use crate::identity::{Identity, Proof};
 use crate::jwt::constant_time_eq;
+use crate::metrics::OutcomeLabels;
 use crate::pages::{Page, redirect};
 use crate::secret::random_token;
 use crate::session::cookie::MAX_PENDING_LOGINS;
@@ -54,32 +55,16 @@ fn set_cookie(response: &mut Response<Body>, cookie: &cookie::Cookie<'_>) {
 }
 
 fn start_link(return_to: &str) -> String {
-    format!(
-        "/oauth2/start?rd={}",
-        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-    )
+    format!("/oauth2/start?rd={}", url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>())
 }
 
 /// Starts a sign-in that returns to `return_to` (already checked to be a path on our origin).
-pub async fn start(
-    st: &State,
-    headers: &HeaderMap,
-    return_to: &str,
-    request_id: &str,
-    html: bool,
-) -> Response<Body> {
+pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id: &str, html: bool) -> Response<Body> {
     let state = random_token(32);
     let nonce = random_token(32);
     let verifier = random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    let url = match st
-        .provider
-        .authorization_url(&state, &nonce, &challenge)
-        .await
-    {
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
+    let url = match st.provider.authorization_url(&state, &nonce, &challenge).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(request_id, reason = e.code(), error = %e, "cannot start sign-in");
@@ -94,13 +79,7 @@ pub async fn start(
             .render(html);
         }
     };
-    let pending = PendingLogin {
-        s: state.clone(),
-        n: nonce,
-        v: verifier,
-        r: return_to.to_string(),
-        t: st.clock.now(),
-    };
+    let pending = PendingLogin { s: state.clone(), n: nonce, v: verifier, r: return_to.to_string(), t: st.clock.now() };
     let mut response = redirect(url.as_str());
     // Bound the number of pending sign-ins per browser: drop the oldest (and any that no longer open).
     let mut existing: Vec<(String, u64)> = st
@@ -108,10 +87,7 @@ pub async fn start(
         .login_cookies(headers)
         .into_iter()
         .map(|(name, value)| {
-            let started = value
-                .and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok())
-                .map(|p| p.t)
-                .unwrap_or(0);
+            let started = value.and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok()).map(|p| p.t).unwrap_or(0);
             (name, started)
         })
         .collect();
@@ -120,9 +96,8 @@ pub async fn start(
     for (name, _) in existing.iter().take(excess) {
         set_cookie(&mut response, &st.cookies.removal(name));
     }
-    let Some(cookie) = serde_json::to_string(&pending)
-        .ok()
-        .and_then(|v| st.cookies.login_cookie(&state, &v, LOGIN_TTL))
+    let Some(cookie) =
+        serde_json::to_string(&pending).ok().and_then(|v| st.cookies.login_cookie(&state, &v, LOGIN_TTL))
     else {
         return Page::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,22 +130,14 @@ fn callback_failure(
     message: &str,
     reason: &'static str,
 ) -> Response<Body> {
-    let CallbackContext {
-        st,
-        state,
-        return_to,
-        request_id,
-        html,
-    } = *cx;
+    let CallbackContext { st, state, return_to, request_id, html } = *cx;
     tracing::warn!(request_id, reason, "sign-in failed");
+    st.metrics.sign_ins.get_or_create(&OutcomeLabels { outcome: "failure", reason }).inc();
     let mut response = Page::new(status, "Sign-in failed", message, reason, request_id)
         .link("Try again", start_link(return_to))
         .render(html);
     if let Some(state) = state {
-        set_cookie(
-            &mut response,
-            &st.cookies.removal(&st.cookies.login_cookie_name(state)),
-        );
+        set_cookie(&mut response, &st.cookies.removal(&st.cookies.login_cookie_name(state)));
     }
     response
 }
@@ -186,13 +153,7 @@ pub async fn callback(
 ) -> Response<Body> {
     let q = query_map(query);
     let Some(state) = q.get("state").filter(|s| !s.is_empty() && s.len() <= 256) else {
-        let cx = CallbackContext {
-            st,
-            state: None,
-            return_to: "/",
-            request_id,
-            html,
-        };
+        let cx = CallbackContext { st, state: None, return_to: "/", request_id, html };
         return callback_failure(
             &cx,
             StatusCode::BAD_REQUEST,
@@ -200,18 +161,9 @@ pub async fn callback(
             "login-state-missing",
         );
     };
-    let pending = st
-        .cookies
-        .login_value(headers, state)
-        .and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok());
+    let pending = st.cookies.login_value(headers, state).and_then(|v| serde_json::from_str::<PendingLogin>(&v).ok());
     let Some(pending) = pending else {
-        let cx = CallbackContext {
-            st,
-            state: Some(state),
-            return_to: "/",
-            request_id,
-            html,
-        };
+        let cx = CallbackContext { st, state: Some(state), return_to: "/", request_id, html };
         return callback_failure(
             &cx,
             StatusCode::BAD_REQUEST,
@@ -219,15 +171,8 @@ pub async fn callback(
             "login-state-missing",
         );
     };
-    let return_to = safe_return_path(&pending.r, &st.config.server.public_url)
-        .unwrap_or_else(|| "/".to_string());
-    let cx = CallbackContext {
-        st,
-        state: Some(state),
-        return_to: &return_to,
-        request_id,
-        html,
-    };
+    let return_to = safe_return_path(&pending.r, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
+    let cx = CallbackContext { st, state: Some(state), return_to: &return_to, request_id, html };
     let fail = |status, message: &str, reason| callback_failure(&cx, status, message, reason);
     if !constant_time_eq(pending.s.as_bytes(), state.as_bytes()) {
         return fail(
@@ -237,11 +182,7 @@ pub async fn callback(
         );
     }
     if st.clock.now().saturating_sub(pending.t) > LOGIN_TTL.as_secs() {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "This sign-in took too long. Start again.",
-            "login-expired",
-        );
+        return fail(StatusCode::BAD_REQUEST, "This sign-in took too long. Start again.", "login-expired");
     }
     // A state is good for one callback: a replayed callback (even with a copied cookie) is refused.
     if st.used_states.contains_key(state) {
@@ -253,11 +194,7 @@ pub async fn callback(
     }
     st.used_states.insert(state.clone(), ());
     if let Some(error) = q.get("error") {
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let error: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
         tracing::warn!(request_id, provider_error = %error, "the provider refused the sign-in");
         let message = format!("The sign-in provider refused the sign-in ({error}).");
         return fail(StatusCode::FORBIDDEN, &message, "provider-error");
@@ -281,11 +218,7 @@ pub async fn callback(
         }
     };
     let id_token = tokens.id_token.unwrap_or_default();
-    let claims = match st
-        .provider
-        .verify_id_token(&id_token, Some(&pending.n))
-        .await
-    {
+    let claims = match st.provider.verify_id_token(&id_token, Some(&pending.n)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(request_id, reason = e.code(), error = %e, "ID token refused");
@@ -299,11 +232,7 @@ pub async fn callback(
     let identity = Identity::from_claims(claims, Proof::Session);
     let who = identity.display().to_string();
     let subject = identity.subject.clone();
-    let session = match st
-        .sessions
-        .create(identity, Some(id_token), tokens.refresh_token)
-        .await
-    {
+    let session = match st.sessions.create(identity, Some(id_token), tokens.refresh_token).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(request_id, error = %e, "cannot save the session");
@@ -314,10 +243,7 @@ pub async fn callback(
             );
         }
     };
-    let Some(cookie) = st
-        .cookies
-        .session_cookie(session.id.expose(), st.sessions.cookie_max_age(&session))
-    else {
+    let Some(cookie) = st.cookies.session_cookie(session.id.expose(), st.sessions.cookie_max_age(&session)) else {
         return fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Postern could not create your session cookie.",
@@ -325,27 +251,18 @@ pub async fn callback(
         );
     };
     tracing::info!(target: "audit", request_id, event = "sign-in", subject = %subject, user = %who, "signed in");
+    st.metrics.sign_ins.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
     let mut response = redirect(&return_to);
     set_cookie(&mut response, &cookie);
-    set_cookie(
-        &mut response,
-        &st.cookies.removal(&st.cookies.login_cookie_name(state)),
-    );
+    set_cookie(&mut response, &st.cookies.removal(&st.cookies.login_cookie_name(state)));
     response
 }
 
 /// Ends the session and, when the provider supports it, signs out there too.
-pub async fn sign_out(
-    st: &State,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    request_id: &str,
-) -> Response<Body> {
+pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, request_id: &str) -> Response<Body> {
     let q = query_map(query);
-    let return_to = q
-        .get("rd")
-        .and_then(|r| safe_return_path(r, &st.config.server.public_url))
-        .unwrap_or_else(|| "/".to_string());
+    let return_to =
+        q.get("rd").and_then(|r| safe_return_path(r, &st.config.server.public_url)).unwrap_or_else(|| "/".to_string());
     let mut id_token_hint = None;
     if let Some(ticket) = st.cookies.session_ticket(headers) {
         if let Ok(Some(session)) = st.sessions.get(&ticket).await {
@@ -357,11 +274,7 @@ pub async fn sign_out(
         }
     }
     let signed_out = format!("{}/oauth2/signed_out", st.config.public_origin());
-    let target = match st
-        .provider
-        .end_session_url(id_token_hint.as_deref(), &signed_out, &return_to)
-        .await
-    {
+    let target = match st.provider.end_session_url(id_token_hint.as_deref(), &signed_out, &return_to).await {
         Some(url) => url.to_string(),
         None => format!(
             "/oauth2/signed_out?state={}",
@@ -369,10 +282,7 @@ pub async fn sign_out(
         ),
     };
     let mut response = redirect(&target);
-    set_cookie(
-        &mut response,
-        &st.cookies.removal(st.cookies.session_name()),
-    );
+    set_cookie(&mut response, &st.cookies.removal(st.cookies.session_name()));
     response
 }
 
@@ -383,13 +293,7 @@ pub fn signed_out(st: &State, query: Option<&str>, request_id: &str, html: bool)
         .get("state")
         .and_then(|r| safe_return_path(r, &st.config.server.public_url))
         .unwrap_or_else(|| "/".to_string());
-    Page::new(
-        StatusCode::OK,
-        "You are signed out",
-        "You have been signed out of Postern.",
-        "signed-out",
-        request_id,
-    )
-    .link("Sign in again", start_link(&back))
-    .render(html)
+    Page::new(StatusCode::OK, "You are signed out", "You have been signed out of Postern.", "signed-out", request_id)
+        .link("Sign in again", start_link(&back))
+        .render(html)
 }

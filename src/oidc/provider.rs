@@ -117,12 +117,7 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl Provider {
     /// A provider; nothing is fetched until [`Provider::discovered`] is first called.
-    pub fn new(
-        config: OidcConfig,
-        http: HttpClient,
-        redirect_uri: String,
-        clock: Clock,
-    ) -> Provider {
+    pub fn new(config: OidcConfig, http: HttpClient, redirect_uri: String, clock: Clock) -> Provider {
         Provider {
             config,
             http,
@@ -138,6 +133,11 @@ impl Provider {
         &self.config
     }
 
+    /// True once discovery and the first key fetch have succeeded.
+    pub fn is_discovered(&self) -> bool {
+        self.discovered.load().is_some()
+    }
+
     /// The discovered metadata and keys, discovering on first use.
     pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         if let Some(d) = self.discovered.load_full() {
@@ -148,9 +148,7 @@ impl Provider {
             return Ok(d);
         }
         if last_failure.is_some_and(|t| t.elapsed() < DISCOVERY_RETRY) {
-            return Err(OidcError::Unavailable(
-                "discovery failed moments ago; retrying shortly".into(),
-            ));
+            return Err(OidcError::Unavailable("discovery failed moments ago; retrying shortly".into()));
         }
         match self.discover().await {
             Ok(d) => {
@@ -183,24 +181,15 @@ impl Provider {
             )));
         }
         let endpoint = |name: &str, value: &str| -> Result<Url, OidcError> {
-            let u = Url::parse(value)
-                .map_err(|_| OidcError::BadDiscovery(format!("{name} is not a URL")))?;
+            let u = Url::parse(value).map_err(|_| OidcError::BadDiscovery(format!("{name} is not a URL")))?;
             if !is_secure_or_loopback(&u) {
-                return Err(OidcError::BadDiscovery(format!(
-                    "{name} must be https:// (or http:// on loopback)"
-                )));
+                return Err(OidcError::BadDiscovery(format!("{name} must be https:// (or http:// on loopback)")));
             }
             Ok(u)
         };
-        let token = doc
-            .token_endpoint
-            .as_deref()
-            .ok_or_else(|| OidcError::BadDiscovery("no token_endpoint".into()))?;
+        let token = doc.token_endpoint.as_deref().ok_or_else(|| OidcError::BadDiscovery("no token_endpoint".into()))?;
         let metadata = Metadata {
-            authorization_endpoint: endpoint(
-                "authorization_endpoint",
-                &doc.authorization_endpoint,
-            )?,
+            authorization_endpoint: endpoint("authorization_endpoint", &doc.authorization_endpoint)?,
             token_endpoint: endpoint("token_endpoint", token)?,
             jwks_uri: endpoint("jwks_uri", &doc.jwks_uri)?,
             end_session_endpoint: doc
@@ -209,24 +198,14 @@ impl Provider {
                 .map(|u| endpoint("end_session_endpoint", u))
                 .transpose()?,
         };
-        let keys = Arc::new(IssuerKeys::new(
-            metadata.jwks_uri.clone(),
-            self.http.clone(),
-            self.config.jwks_refetch_interval,
-        ));
-        keys.refresh()
-            .await
-            .map_err(|e| OidcError::Unavailable(e.to_string()))?;
+        let keys =
+            Arc::new(IssuerKeys::new(metadata.jwks_uri.clone(), self.http.clone(), self.config.jwks_refetch_interval));
+        keys.refresh().await.map_err(|e| OidcError::Unavailable(e.to_string()))?;
         Ok(Discovered { metadata, keys })
     }
 
     /// The URL that starts a sign-in at the provider.
-    pub async fn authorization_url(
-        &self,
-        state: &str,
-        nonce: &str,
-        pkce_challenge: &str,
-    ) -> Result<Url, OidcError> {
+    pub async fn authorization_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> Result<Url, OidcError> {
         let d = self.discovered().await?;
         let mut url = d.metadata.authorization_endpoint.clone();
         url.query_pairs_mut()
@@ -242,11 +221,7 @@ impl Provider {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(
-        &self,
-        code: &str,
-        pkce_verifier: &str,
-    ) -> Result<Tokens, OidcError> {
+    pub async fn exchange_code(&self, code: &str, pkce_verifier: &str) -> Result<Tokens, OidcError> {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -262,10 +237,7 @@ impl Provider {
 
     /// Uses a refresh token.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, OidcError> {
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ];
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
         self.token_request(&form).await
     }
 
@@ -275,21 +247,13 @@ impl Provider {
         let authorization = match self.config.client_auth {
             ClientAuth::SecretBasic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
-                let enc = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let pair = format!(
-                    "{}:{}",
-                    enc(&self.config.client_id),
-                    enc(self.config.client_secret.expose())
-                );
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                );
-                Some(HeaderValue::from_str(&value).map_err(|_| {
-                    OidcError::TokenEndpoint("client credentials are not valid header text".into())
-                })?)
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", enc(&self.config.client_id), enc(self.config.client_secret.expose()));
+                let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+                Some(
+                    HeaderValue::from_str(&value)
+                        .map_err(|_| OidcError::TokenEndpoint("client credentials are not valid header text".into()))?,
+                )
             }
             ClientAuth::SecretPost => {
                 fields.push(("client_id", &self.config.client_id));
@@ -304,38 +268,22 @@ impl Provider {
             .map_err(|e| OidcError::TokenEndpoint(e.to_string()))?;
         let body: Option<Value> = serde_json::from_slice(&response.body).ok();
         if !response.status.is_success() {
-            if let Some(error) = body
-                .as_ref()
-                .and_then(|b| b.get("error"))
-                .and_then(Value::as_str)
-            {
-                let error = error
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .take(64)
-                    .collect();
+            if let Some(error) = body.as_ref().and_then(|b| b.get("error")).and_then(Value::as_str) {
+                let error = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
                 return Err(OidcError::TokenRefused { error });
             }
-            return Err(OidcError::TokenEndpoint(format!(
-                "status {}",
-                response.status
-            )));
+            return Err(OidcError::TokenEndpoint(format!("status {}", response.status)));
         }
-        let body = body
-            .filter(Value::is_object)
-            .ok_or_else(|| OidcError::BadTokenResponse("not a JSON object".into()))?;
+        let body =
+            body.filter(Value::is_object).ok_or_else(|| OidcError::BadTokenResponse("not a JSON object".into()))?;
         let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
         if text("access_token").is_none() && text("id_token").is_none() {
-            return Err(OidcError::BadTokenResponse(
-                "neither access_token nor id_token".into(),
-            ));
+            return Err(OidcError::BadTokenResponse("neither access_token nor id_token".into()));
         }
         if let Some(t) = text("token_type")
             && !t.eq_ignore_ascii_case("bearer")
         {
-            return Err(OidcError::BadTokenResponse(
-                "token_type is not Bearer".into(),
-            ));
+            return Err(OidcError::BadTokenResponse("token_type is not Bearer".into()));
         }
         Ok(Tokens {
             id_token: text("id_token"),
@@ -346,11 +294,7 @@ impl Provider {
 
     /// Verifies an ID token: signature by the provider's key for its `kid` (or any key when it has none), `iss`,
     /// `aud` = our client id, `azp`, `exp`/`nbf`/`iat` with leeway, and the nonce when one is expected.
-    pub async fn verify_id_token(
-        &self,
-        id_token: &str,
-        nonce: Option<&str>,
-    ) -> Result<Claims, OidcError> {
+    pub async fn verify_id_token(&self, id_token: &str, nonce: Option<&str>) -> Result<Claims, OidcError> {
         let d = self.discovered().await?;
         let audiences = [self.config.client_id.clone()];
         let expect = Expectations {
@@ -395,6 +339,5 @@ impl Provider {
 /// `issuer + /.well-known/openid-configuration`, keeping any path in the issuer.
 pub fn discovery_url(issuer: &str) -> Result<Url, String> {
     let base = issuer.trim_end_matches('/');
-    Url::parse(&format!("{base}/.well-known/openid-configuration"))
-        .map_err(|e| format!("issuer is not a URL: {e}"))
+    Url::parse(&format!("{base}/.well-known/openid-configuration")).map_err(|e| format!("issuer is not a URL: {e}"))
 }

@@ -9,20 +9,14 @@ pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
     if raw.is_empty() || raw.len() > 4096 {
         return None;
     }
-    if raw
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
-    {
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
         return None;
     }
     // Decode repeatedly: some stacks decode twice, so `%252F%252F` must be treated like `//`.
     let mut decoded = raw.to_string();
     for _ in 0..3 {
         let next: String = percent_decode(&decoded);
-        if next.chars().any(|c| c.is_control() || c == '\\')
-            || next.starts_with("//")
-            || next.starts_with("/\\")
-        {
+        if next.chars().any(|c| c.is_control() || c == '\\') || next.starts_with("//") || next.starts_with("/\\") {
             return None;
         }
         if next == decoded {
@@ -38,10 +32,7 @@ pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
     } else {
         Url::parse(raw).ok()?
     };
-    if target.origin() != public.origin()
-        || !target.username().is_empty()
-        || target.password().is_some()
-    {
+    if target.origin() != public.origin() || !target.username().is_empty() || target.password().is_some() {
         return None;
     }
     let mut path = target.path().to_string();
@@ -59,9 +50,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;

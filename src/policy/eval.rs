@@ -22,28 +22,16 @@ pub struct Decision {
 /// Decides whether `identity` may use `route`.
 pub fn decide(route: &Route, identity: &Identity) -> Decision {
     if route.public {
-        return Decision {
-            allow: true,
-            rule: None,
-            reason: "public",
-        };
+        return Decision { allow: true, rule: None, reason: "public" };
     }
     if let Some(rule) = route.deny.iter().find(|r| failing(r, identity).is_none()) {
-        return Decision {
-            allow: false,
-            rule: Some(rule.label.clone()),
-            reason: "denied-by-rule",
-        };
+        return Decision { allow: false, rule: Some(rule.label.clone()), reason: "denied-by-rule" };
     }
     let mut failed_kinds: Vec<&'static str> = Vec::new();
     for rule in &route.allow {
         match failing(rule, identity) {
             None => {
-                return Decision {
-                    allow: true,
-                    rule: Some(rule.label.clone()),
-                    reason: "allowed",
-                };
+                return Decision { allow: true, rule: Some(rule.label.clone()), reason: "allowed" };
             }
             Some(kind) => {
                 if !failed_kinds.contains(&kind) {
@@ -64,19 +52,12 @@ pub fn decide(route: &Route, identity: &Identity) -> Decision {
         ["auth"] => "auth-kind-unauthorized",
         _ => "no-rule-matched",
     };
-    Decision {
-        allow: false,
-        rule: None,
-        reason,
-    }
+    Decision { allow: false, rule: None, reason }
 }
 
 /// The kind of the first condition of `rule` that does not hold, or `None` when all hold.
 pub(crate) fn failing(rule: &Rule, identity: &Identity) -> Option<&'static str> {
-    rule.conditions
-        .iter()
-        .find(|c| !holds(c, identity))
-        .map(Condition::kind)
+    rule.conditions.iter().find(|c| !holds(c, identity)).map(Condition::kind)
 }
 
 fn any_of(wanted: &[String], have: &[String]) -> bool {
@@ -86,9 +67,7 @@ fn any_of(wanted: &[String], have: &[String]) -> bool {
 fn holds(condition: &Condition, id: &Identity) -> bool {
     match condition {
         Condition::Groups(groups) => any_of(groups, &id.groups),
-        Condition::Users(users) => users
-            .iter()
-            .any(|u| *u == id.subject || *u == id.sub || id.oid.as_ref() == Some(u)),
+        Condition::Users(users) => users.iter().any(|u| *u == id.subject || *u == id.sub || id.oid.as_ref() == Some(u)),
         Condition::Roles(roles) => any_of(roles, &id.roles),
         Condition::Scopes(scopes) => any_of(scopes, &id.scopes),
         Condition::Issuer(issuers) => issuers.contains(&id.issuer),
@@ -193,55 +172,13 @@ allow = [{ issuer = "https://gitlab.example.com", claims = { project_path = "pla
         let eng = "5b1c3d2e-0000-0000-0000-000000000001";
         let admins = "9e2a4f6b-0000-0000-0000-000000000002";
         let cases: Vec<(&str, Value, Proof, bool, &str)> = vec![
-            (
-                "/",
-                json!({"sub": "a", "groups": [eng]}),
-                Proof::Session,
-                true,
-                "allowed",
-            ),
-            (
-                "/",
-                json!({"sub": "c", "groups": []}),
-                Proof::Session,
-                false,
-                "no-rule-matched",
-            ),
-            (
-                "/",
-                json!({"sub": "s", "roles": ["Deploy.Write"]}),
-                Proof::Bearer,
-                true,
-                "allowed",
-            ),
-            (
-                "/",
-                json!({"sub": "s", "roles": ["Deploy.Write"]}),
-                Proof::Session,
-                false,
-                "no-rule-matched",
-            ),
-            (
-                "/",
-                json!({"sub": "x", "oid": "banned-oid", "groups": [eng]}),
-                Proof::Session,
-                false,
-                "denied-by-rule",
-            ),
-            (
-                "/admin",
-                json!({"sub": "a", "groups": [admins], "amr": ["pwd", "mfa"]}),
-                Proof::Session,
-                true,
-                "allowed",
-            ),
-            (
-                "/admin",
-                json!({"sub": "a", "groups": [admins], "amr": ["pwd"]}),
-                Proof::Session,
-                false,
-                "mfa-required",
-            ),
+            ("/", json!({"sub": "a", "groups": [eng]}), Proof::Session, true, "allowed"),
+            ("/", json!({"sub": "c", "groups": []}), Proof::Session, false, "no-rule-matched"),
+            ("/", json!({"sub": "s", "roles": ["Deploy.Write"]}), Proof::Bearer, true, "allowed"),
+            ("/", json!({"sub": "s", "roles": ["Deploy.Write"]}), Proof::Session, false, "no-rule-matched"),
+            ("/", json!({"sub": "x", "oid": "banned-oid", "groups": [eng]}), Proof::Session, false, "denied-by-rule"),
+            ("/admin", json!({"sub": "a", "groups": [admins], "amr": ["pwd", "mfa"]}), Proof::Session, true, "allowed"),
+            ("/admin", json!({"sub": "a", "groups": [admins], "amr": ["pwd"]}), Proof::Session, false, "mfa-required"),
             (
                 "/admin",
                 json!({"sub": "b", "groups": [eng], "amr": ["mfa"]}),
@@ -274,11 +211,7 @@ allow = [{ issuer = "https://gitlab.example.com", claims = { project_path = "pla
         for (path, claims, proof, allow, reason) in cases {
             let route = p.route("app.example.com", path, &Method::GET).unwrap();
             let d = decide(route, &identity(claims.clone(), proof));
-            assert_eq!(
-                (d.allow, d.reason),
-                (allow, reason),
-                "{path} {claims} {proof:?}"
-            );
+            assert_eq!((d.allow, d.reason), (allow, reason), "{path} {claims} {proof:?}");
         }
     }
 

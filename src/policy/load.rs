@@ -42,10 +42,7 @@ pub fn load_dir(dir: &Path) -> Result<(Policy, Diagnostics), Diagnostics> {
         }
     }
     if sources.is_empty() && !out.has_errors() {
-        out.file_error(
-            dir,
-            "no policy files (*.toml) here: without routes every request is refused",
-        );
+        out.file_error(dir, "no policy files (*.toml) here: without routes every request is refused");
     }
     match load_sources(&sources) {
         Ok((policy, warnings)) if !out.has_errors() => {
@@ -77,10 +74,12 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
         for (alias, id) in &file.groups {
             let here = location(src, id.span());
             match groups.get(alias) {
-                Some((existing, at)) if existing != id.get_ref() => out.0.push(src.error(
-                    id.span(),
-                    format!("group alias \"{alias}\" is already defined as \"{existing}\" at {at}"),
-                )),
+                Some((existing, at)) if existing != id.get_ref() => {
+                    out.0.push(src.error(
+                        id.span(),
+                        format!("group alias \"{alias}\" is already defined as \"{existing}\" at {at}"),
+                    ))
+                }
                 _ => {
                     groups.insert(alias.clone(), (id.get_ref().clone(), here));
                 }
@@ -91,21 +90,13 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
     let mut names: HashMap<String, String> = HashMap::new();
     for (src, file) in &parsed {
         for route in &file.route {
-            let c = RouteCompiler {
-                src,
-                groups: &groups,
-                out: &mut out,
-                mentioned: &mut policy.mentioned_groups,
-            };
+            let c = RouteCompiler { src, groups: &groups, out: &mut out, mentioned: &mut policy.mentioned_groups };
             if let Some(compiled) = c.route(route) {
                 let here = compiled.location.clone();
                 if let Some(at) = names.insert(compiled.name.clone(), here) {
                     out.0.push(src.error(
                         route.get_ref().name.span(),
-                        format!(
-                            "route name \"{}\" is already used at {at}; names must be unique",
-                            compiled.name
-                        ),
+                        format!("route name \"{}\" is already used at {at}; names must be unique", compiled.name),
                     ));
                 }
                 policy.routes.push(Arc::new(compiled));
@@ -114,11 +105,7 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
     }
     check_ambiguity(&policy, &mut out);
     index(&mut policy);
-    if out.has_errors() {
-        Err(out)
-    } else {
-        Ok((policy, out))
-    }
+    if out.has_errors() { Err(out) } else { Ok((policy, out)) }
 }
 
 fn location(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
@@ -148,33 +135,26 @@ impl RouteCompiler<'_, '_> {
         let host = self.host(&r.host);
         let path = match &r.path {
             None => "/".to_string(),
-            Some(p) => {
-                match normalize_path(p.get_ref()) {
-                    Ok(n) => {
-                        if n.contains('*') {
-                            self.error(p.span(), "path is a prefix such as \"/admin\"; wildcards are not supported here");
-                        }
-                        n
+            Some(p) => match normalize_path(p.get_ref()) {
+                Ok(n) => {
+                    if n.contains('*') {
+                        self.error(p.span(), "path is a prefix such as \"/admin\"; wildcards are not supported here");
                     }
-                    Err(e) => {
-                        self.error(p.span(), format!("path \"{}\": {e}", p.get_ref()));
-                        "/".to_string()
-                    }
+                    n
                 }
-            }
+                Err(e) => {
+                    self.error(p.span(), format!("path \"{}\": {e}", p.get_ref()));
+                    "/".to_string()
+                }
+            },
         };
         let methods = r.methods.as_ref().map(|ms| {
             ms.iter()
-                .filter_map(|m| {
-                    match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-                        Ok(method) => Some(method),
-                        Err(_) => {
-                            self.error(
-                                m.span(),
-                                format!("\"{}\" is not an HTTP method", m.get_ref()),
-                            );
-                            None
-                        }
+                .filter_map(|m| match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        self.error(m.span(), format!("\"{}\" is not an HTTP method", m.get_ref()));
+                        None
                     }
                 })
                 .collect::<Vec<_>>()
@@ -182,31 +162,28 @@ impl RouteCompiler<'_, '_> {
         let upstream = match Url::parse(r.upstream.get_ref()) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
                 if u.query().is_some() || u.fragment().is_some() {
-                    self.error(
-                        r.upstream.span(),
-                        "upstream must not have a query or fragment",
-                    );
+                    self.error(r.upstream.span(), "upstream must not have a query or fragment");
                 }
                 Some(u)
             }
             _ => {
                 self.error(
                     r.upstream.span(),
-                    format!("upstream \"{}\" is not an http:// or https:// URL such as \"http://10.0.0.5:8080\"", r.upstream.get_ref()),
+                    format!(
+                        "upstream \"{}\" is not an http:// or https:// URL such as \"http://10.0.0.5:8080\"",
+                        r.upstream.get_ref()
+                    ),
                 );
                 None
             }
         };
-        let timeout = r
-            .timeout
-            .as_ref()
-            .and_then(|t| match crate::duration::parse(t.get_ref()) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(t.span(), e);
-                    None
-                }
-            });
+        let timeout = r.timeout.as_ref().and_then(|t| match crate::duration::parse(t.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(t.span(), e);
+                None
+            }
+        });
         let (mut accepts_session, mut accepts_bearer) = (true, true);
         if let Some(kinds) = &r.auth {
             accepts_session = false;
@@ -215,14 +192,14 @@ impl RouteCompiler<'_, '_> {
                 match k.get_ref().as_str() {
                     "session" => accepts_session = true,
                     "bearer" => accepts_bearer = true,
-                    other => self.error(
-                        k.span(),
-                        format!("auth \"{other}\": expected \"session\" or \"bearer\""),
-                    ),
+                    other => self.error(k.span(), format!("auth \"{other}\": expected \"session\" or \"bearer\"")),
                 }
             }
             if kinds.is_empty() {
-                self.error(spanned.span(), "auth = [] accepts nobody; list \"session\", \"bearer\" or both, or set public = true");
+                self.error(
+                    spanned.span(),
+                    "auth = [] accepts nobody; list \"session\", \"bearer\" or both, or set public = true",
+                );
             }
         }
         let location = location(self.src, spanned.span());
@@ -255,14 +232,8 @@ impl RouteCompiler<'_, '_> {
                 format!("route \"{name}\" has no allow rules, so every request to it is refused"),
             ));
         }
-        let audiences = r
-            .audiences
-            .as_ref()
-            .map(|a| a.iter().map(|x| x.get_ref().clone()).collect());
-        if self.out.0[errors_before..]
-            .iter()
-            .any(|d| d.severity == crate::diag::Severity::Error)
-        {
+        let audiences = r.audiences.as_ref().map(|a| a.iter().map(|x| x.get_ref().clone()).collect());
+        if self.out.0[errors_before..].iter().any(|d| d.severity == crate::diag::Severity::Error) {
             return None;
         }
         let upstream = upstream?;
@@ -286,16 +257,10 @@ impl RouteCompiler<'_, '_> {
     }
 
     fn host(&mut self, h: &Spanned<String>) -> Option<HostPattern> {
-        let text = h
-            .get_ref()
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let text = h.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
         let valid_name = |s: &str| {
             !s.is_empty()
-                && s.split('.').all(|l| {
-                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
+                && s.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         };
         if text == "*" {
             Some(HostPattern::Any)
@@ -303,13 +268,7 @@ impl RouteCompiler<'_, '_> {
             if valid_name(suffix) {
                 Some(HostPattern::Wildcard(format!(".{suffix}")))
             } else {
-                self.error(
-                    h.span(),
-                    format!(
-                        "host \"{}\": expected a name such as \"*.example.com\"",
-                        h.get_ref()
-                    ),
-                );
+                self.error(h.span(), format!("host \"{}\": expected a name such as \"*.example.com\"", h.get_ref()));
                 None
             }
         } else if valid_name(&text) || (text.starts_with('[') && text.ends_with(']')) {
@@ -326,8 +285,7 @@ impl RouteCompiler<'_, '_> {
     fn rule(&mut self, spanned: &Spanned<RuleFile>, label: String) -> Option<Rule> {
         let r = spanned.get_ref();
         let mut conditions = Vec::new();
-        let list =
-            |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+        let list = |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
         if let Some(gs) = &r.groups {
             let mut ids = Vec::new();
             for g in gs {
@@ -363,12 +321,8 @@ impl RouteCompiler<'_, '_> {
             conditions.push(Condition::Tenant(v.values()));
         }
         for (name, values) in r.claims.iter().flatten() {
-            let patterns: BTreeMap<String, ()> =
-                values.values().into_iter().map(|s| (s, ())).collect();
-            conditions.push(Condition::Claim {
-                name: name.clone(),
-                patterns: patterns.into_keys().collect(),
-            });
+            let patterns: BTreeMap<String, ()> = values.values().into_iter().map(|s| (s, ())).collect();
+            conditions.push(Condition::Claim { name: name.clone(), patterns: patterns.into_keys().collect() });
         }
         if let Some(true) = r.mfa {
             conditions.push(Condition::Mfa)
@@ -377,10 +331,7 @@ impl RouteCompiler<'_, '_> {
             match a.get_ref().as_str() {
                 "session" => conditions.push(Condition::Auth(Proof::Session)),
                 "bearer" => conditions.push(Condition::Auth(Proof::Bearer)),
-                other => self.error(
-                    a.span(),
-                    format!("auth \"{other}\": expected \"session\" or \"bearer\""),
-                ),
+                other => self.error(a.span(), format!("auth \"{other}\": expected \"session\" or \"bearer\"")),
             }
         }
         let empty_lists = [
@@ -388,21 +339,9 @@ impl RouteCompiler<'_, '_> {
             ("users", r.users.as_ref().is_some_and(Vec::is_empty)),
             ("roles", r.roles.as_ref().is_some_and(Vec::is_empty)),
             ("scopes", r.scopes.as_ref().is_some_and(Vec::is_empty)),
-            (
-                "issuer",
-                r.issuer.as_ref().is_some_and(|v| v.values().is_empty()),
-            ),
-            (
-                "tenant",
-                r.tenant.as_ref().is_some_and(|v| v.values().is_empty()),
-            ),
-            (
-                "claims",
-                r.claims
-                    .iter()
-                    .flatten()
-                    .any(|(_, v)| v.values().is_empty()),
-            ),
+            ("issuer", r.issuer.as_ref().is_some_and(|v| v.values().is_empty())),
+            ("tenant", r.tenant.as_ref().is_some_and(|v| v.values().is_empty())),
+            ("claims", r.claims.iter().flatten().any(|(_, v)| v.values().is_empty())),
         ];
         for (kind, _) in empty_lists.iter().filter(|(_, empty)| *empty) {
             self.error(
@@ -421,13 +360,11 @@ fn location_of(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
 /// Entra group ids are GUIDs; other providers' group values are written as aliases.
 fn looks_like_id(s: &str) -> bool {
     s.len() == 36
-        && s.chars().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
+        && s.chars().enumerate().all(
+            |(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() }
+            },
+        )
 }
 
 /// Two routes that would both be the most specific for some request make the outcome depend on file order.
@@ -438,10 +375,7 @@ fn check_ambiguity(policy: &Policy, out: &mut Diagnostics) {
                 (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
                 _ => true,
             };
-            if a.host == b.host
-                && a.path.trim_end_matches('/') == b.path.trim_end_matches('/')
-                && methods_overlap
-            {
+            if a.host == b.host && a.path.trim_end_matches('/') == b.path.trim_end_matches('/') && methods_overlap {
                 out.0.push(crate::diag::Diagnostic {
                     severity: crate::diag::Severity::Error,
                     file: PathBuf::from(a.location.rsplit_once(':').map(|(f, _)| f).unwrap_or(&a.location)),
@@ -520,14 +454,8 @@ public = true
         let get = Method::GET;
         let name = |h: &str, path: &str| p.route(h, path, &get).map(|r| r.name.clone());
         assert_eq!(name("gitlab.example.com", "/"), Some("gitlab".into()));
-        assert_eq!(
-            name("gitlab.example.com", "/admin/users"),
-            Some("gitlab-admin".into())
-        );
-        assert_eq!(
-            name("gitlab.example.com", "/administrator"),
-            Some("gitlab".into())
-        );
+        assert_eq!(name("gitlab.example.com", "/admin/users"), Some("gitlab-admin".into()));
+        assert_eq!(name("gitlab.example.com", "/administrator"), Some("gitlab".into()));
         assert_eq!(name("jira.example.com", "/x"), Some("wild".into()));
         assert_eq!(name("example.com", "/public/a"), Some("any".into()));
         assert_eq!(name("example.com", "/private"), None);
@@ -537,11 +465,7 @@ public = true
     fn an_undefined_group_alias_is_an_error_at_its_position() {
         let text = BASE.replace("groups = [\"admins\"]", "groups = [\"admns\"]");
         let err = load(&text).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("p.toml:17:22: error: group \"admns\" is not defined"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("p.toml:17:22: error: group \"admns\" is not defined"), "{err}");
     }
 
     #[test]
@@ -550,10 +474,7 @@ public = true
             "{BASE}\n[[route]]\nname = \"dup\"\nhost = \"gitlab.example.com\"\npath = \"/admin/\"\nupstream = \"http://x\"\nallow = [{{ groups = [\"eng\"] }}]\n"
         );
         let err = load(&text).unwrap_err();
-        assert!(
-            err.to_string().contains("\"dup\" and \"gitlab-admin\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"dup\" and \"gitlab-admin\""), "{err}");
     }
 
     #[test]
@@ -563,12 +484,7 @@ public = true
             "allow = [{}]\n\n[[route]]\nname = \"gitlab-admin\"",
         );
         let (_, warnings) = load(&text).unwrap();
-        assert!(
-            warnings
-                .to_string()
-                .contains("allows everyone who is signed in"),
-            "{warnings}"
-        );
+        assert!(warnings.to_string().contains("allows everyone who is signed in"), "{warnings}");
     }
 
     #[test]

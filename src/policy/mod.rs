@@ -135,12 +135,7 @@ impl Policy {
     /// The route for a request: the most specific host (exact, then the longest wildcard, then any), then the
     /// longest path prefix, among routes covering the method. `host` and `path` must be normalised.
     pub fn route(&self, host: &str, path: &str, method: &Method) -> Option<&Arc<Route>> {
-        let pick = |candidates: &[usize]| {
-            candidates
-                .iter()
-                .map(|&i| &self.routes[i])
-                .find(|r| r.covers(path, method))
-        };
+        let pick = |candidates: &[usize]| candidates.iter().map(|&i| &self.routes[i]).find(|r| r.covers(path, method));
         if let Some(found) = self.exact_hosts.get(host).and_then(|c| pick(c)) {
             return Some(found);
         }
@@ -169,7 +164,6 @@ impl Policy {
 impl Route {
     /// True when this route covers the (normalised) path and the method.
     pub fn covers(&self, path: &str, method: &Method) -> bool {
-        path::has_path_prefix(path, &self.path)
-            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+        path::has_path_prefix(path, &self.path) && self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
 }

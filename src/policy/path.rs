@@ -39,10 +39,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (h, l) = match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
+            let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::BadEncoding),
             };
@@ -65,16 +62,14 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
             // Safe to copy the UTF-8 sequence byte by byte: we only ever split at ASCII bytes.
             let ch_len = utf8_len(b);
             decoded.push_str(
-                std::str::from_utf8(&bytes[i..(i + ch_len).min(bytes.len())])
-                    .map_err(|_| PathError::BadEncoding)?,
+                std::str::from_utf8(&bytes[i..(i + ch_len).min(bytes.len())]).map_err(|_| PathError::BadEncoding)?,
             );
             i += ch_len;
         }
     }
     // Pass 2: segments.
     let mut out: Vec<&str> = Vec::new();
-    let trailing_slash =
-        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for segment in decoded.split('/') {
         match segment {
             "" | "." => {}
@@ -158,10 +153,7 @@ mod tests {
 
     #[test]
     fn reserved_encodings_keep_their_meaning() {
-        assert_eq!(
-            normalize_path("/api/v4/projects/group%2fproject").unwrap(),
-            "/api/v4/projects/group%2Fproject"
-        );
+        assert_eq!(normalize_path("/api/v4/projects/group%2fproject").unwrap(), "/api/v4/projects/group%2Fproject");
         assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
         assert_eq!(normalize_path("/café").unwrap(), "/café");
     }
@@ -176,10 +168,7 @@ mod tests {
 
     #[test]
     fn hosts_lose_port_case_and_trailing_dot() {
-        assert_eq!(
-            normalize_host("GitLab.Example.com.:443"),
-            "gitlab.example.com"
-        );
+        assert_eq!(normalize_host("GitLab.Example.com.:443"), "gitlab.example.com");
         assert_eq!(normalize_host("[::1]:8080"), "[::1]");
         assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
     }

@@ -4,6 +4,7 @@
 //!
 //! The runtime layout (tokio's multi-thread runtime, one accept loop per listener) is decided here only.
 
+pub mod simple;
 pub mod tls;
 
 use std::future::Future;
@@ -31,12 +32,7 @@ pub struct Listener {
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listeners` until `shutdown` completes, then waits up to `grace` for requests in flight.
-pub async fn run(
-    listeners: Vec<Listener>,
-    shared: Shared,
-    shutdown: impl Future<Output = ()> + Send,
-    grace: Duration,
-) {
+pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future<Output = ()> + Send, grace: Duration) {
     let graceful = std::sync::Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
@@ -73,17 +69,20 @@ pub async fn run(
                         async move { Ok::<_, std::convert::Infallible>(gateway::handle(&shared, conn, req).await) }
                     });
                     let result = match tls {
-                        Some(acceptor) => match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => {
-                                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                                watcher.watch(connection.into_owned()).await
+                        Some(acceptor) => {
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => {
+                                    let connection =
+                                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                                    watcher.watch(connection.into_owned()).await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
                             }
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        },
+                        }
                         None => {
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                             watcher.watch(connection.into_owned()).await

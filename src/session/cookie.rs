@@ -23,10 +23,7 @@ pub struct CookieCodec {
 
 impl std::fmt::Debug for CookieCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CookieCodec")
-            .field("session_name", &self.session_name)
-            .field("keys", &self.keys.len())
-            .finish()
+        f.debug_struct("CookieCodec").field("session_name", &self.session_name).field("keys", &self.keys.len()).finish()
     }
 }
 
@@ -34,25 +31,13 @@ impl CookieCodec {
     /// `secrets[0]` seals; all open (rotation). Each secret must be at least 32 bytes. With `secure`, cookies
     /// are `__Host-` prefixed and `Secure` (HTTPS); without, plainly named (loopback HTTP, development only).
     pub fn new(secrets: &[&[u8]], secure: bool) -> CookieCodec {
-        let keys = secrets
-            .iter()
-            .filter(|s| s.len() >= 32)
-            .map(|s| Key::derive_from(s))
-            .collect();
+        let keys = secrets.iter().filter(|s| s.len() >= 32).map(|s| Key::derive_from(s)).collect();
         let (session_name, login_prefix) = if secure {
-            (
-                "__Host-postern".to_string(),
-                "__Host-postern-login-".to_string(),
-            )
+            ("__Host-postern".to_string(), "__Host-postern-login-".to_string())
         } else {
             ("postern".to_string(), "postern-login-".to_string())
         };
-        CookieCodec {
-            keys,
-            session_name,
-            login_prefix,
-            secure,
-        }
+        CookieCodec { keys, session_name, login_prefix, secure }
     }
 
     /// The session cookie's name.
@@ -68,8 +53,7 @@ impl CookieCodec {
     fn seal(&self, name: &str, value: &str) -> Option<String> {
         let key = self.keys.first()?;
         let mut jar = CookieJar::new();
-        jar.private_mut(key)
-            .add(Cookie::new(name.to_string(), value.to_string()));
+        jar.private_mut(key).add(Cookie::new(name.to_string(), value.to_string()));
         jar.get(name).map(|c| c.value().to_string())
     }
 
@@ -87,9 +71,7 @@ impl CookieCodec {
             .secure(self.secure)
             .http_only(true)
             .same_site(SameSite::Lax)
-            .max_age(cookie::time::Duration::seconds(
-                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-            ))
+            .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)))
             .build()
     }
 
@@ -106,9 +88,7 @@ impl CookieCodec {
 
     /// The ticket in the request's session cookie, if one opens.
     pub fn session_ticket(&self, headers: &HeaderMap) -> Option<String> {
-        request_cookies(headers)
-            .find(|(n, _)| *n == self.session_name)
-            .and_then(|(n, v)| self.open(n, v))
+        request_cookies(headers).find(|(n, _)| *n == self.session_name).and_then(|(n, v)| self.open(n, v))
     }
 
     /// The name of the login cookie for the sign-in attempt with this `state`.
@@ -119,12 +99,7 @@ impl CookieCodec {
     }
 
     /// A login cookie holding `value` (the serialised pending login).
-    pub fn login_cookie(
-        &self,
-        state: &str,
-        value: &str,
-        max_age: Duration,
-    ) -> Option<Cookie<'static>> {
+    pub fn login_cookie(&self, state: &str, value: &str, max_age: Duration) -> Option<Cookie<'static>> {
         let name = self.login_cookie_name(state);
         let sealed = self.seal(&name, value)?;
         Some(self.build(name, sealed, max_age))
@@ -133,9 +108,7 @@ impl CookieCodec {
     /// Opens the login cookie for `state`.
     pub fn login_value(&self, headers: &HeaderMap, state: &str) -> Option<String> {
         let name = self.login_cookie_name(state);
-        request_cookies(headers)
-            .find(|(n, _)| *n == name)
-            .and_then(|(n, v)| self.open(n, v))
+        request_cookies(headers).find(|(n, _)| *n == name).and_then(|(n, v)| self.open(n, v))
     }
 
     /// Every login cookie in the request: `(name, opened value or None when it does not open)`.
@@ -149,15 +122,10 @@ impl CookieCodec {
 
 /// `(name, value)` of every cookie in the request's `Cookie` headers.
 pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            Some((n.trim(), v.trim()))
-        })
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(|pair| {
+        let (n, v) = pair.split_once('=')?;
+        Some((n.trim(), v.trim()))
+    })
 }
 
 #[cfg(test)]
@@ -167,29 +135,21 @@ mod tests {
 
     fn headers(cookie: &Cookie<'_>) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=b; {}={}", cookie.name(), cookie.value())).unwrap(),
-        );
+        h.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {}={}", cookie.name(), cookie.value())).unwrap());
         h
     }
 
     #[test]
     fn session_cookies_are_host_prefixed_secure_and_round_trip() {
         let codec = CookieCodec::new(&[&[7u8; 32]], true);
-        let c = codec
-            .session_cookie("ticket-1", Duration::from_secs(60))
-            .unwrap();
+        let c = codec.session_cookie("ticket-1", Duration::from_secs(60)).unwrap();
         let text = c.to_string();
         assert!(text.starts_with("__Host-postern="), "{text}");
         for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
             assert!(text.contains(attr), "{text} lacks {attr}");
         }
         assert!(!text.contains("ticket-1"));
-        assert_eq!(
-            codec.session_ticket(&headers(&c)).as_deref(),
-            Some("ticket-1")
-        );
+        assert_eq!(codec.session_ticket(&headers(&c)).as_deref(), Some("ticket-1"));
     }
 
     #[test]
@@ -204,9 +164,7 @@ mod tests {
         c.set_value(v);
         assert_eq!(codec.session_ticket(&headers(&c)), None);
         // A login cookie's value cannot be replayed as a session cookie: the name is bound in.
-        let login = codec
-            .login_cookie("state", "t", Duration::from_secs(60))
-            .unwrap();
+        let login = codec.login_cookie("state", "t", Duration::from_secs(60)).unwrap();
         let moved = Cookie::new("__Host-postern", login.value().to_string());
         assert_eq!(codec.session_ticket(&headers(&moved)), None);
     }

@@ -22,22 +22,13 @@ impl Expiry<String, Arc<Session>> for UntilExpiry {
         Some(remaining(s))
     }
 
-    fn expire_after_update(
-        &self,
-        _: &String,
-        s: &Arc<Session>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
+    fn expire_after_update(&self, _: &String, s: &Arc<Session>, _: Instant, _: Option<Duration>) -> Option<Duration> {
         Some(remaining(s))
     }
 }
 
 fn remaining(s: &Session) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // The store drops entries a little after their end; `Sessions` enforces the exact time with its clock.
     Duration::from_secs(s.expires_at.saturating_sub(now) + 60)
 }
@@ -45,12 +36,7 @@ fn remaining(s: &Session) -> Duration {
 impl MemoryStore {
     /// A store holding at most `capacity` sessions (the least recently used go first beyond that).
     pub fn new(capacity: u64) -> MemoryStore {
-        MemoryStore {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExpiry)
-                .build(),
-        }
+        MemoryStore { cache: Cache::builder().max_capacity(capacity).expire_after(UntilExpiry).build() }
     }
 }
 
@@ -61,9 +47,7 @@ impl SessionStore for MemoryStore {
 
     fn save<'a>(&'a self, session: Session) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.cache
-                .insert(session.id.expose().clone(), Arc::new(session))
-                .await;
+            self.cache.insert(session.id.expose().clone(), Arc::new(session)).await;
             Ok(())
         })
     }
@@ -97,10 +81,7 @@ pub(crate) mod conformance {
 
     fn identity() -> Identity {
         let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1, "sid": "sid-1"});
-        Identity::from_claims(
-            claims.as_object().cloned().unwrap_or_default(),
-            Proof::Session,
-        )
+        Identity::from_claims(claims.as_object().cloned().unwrap_or_default(), Proof::Session)
     }
 
     /// Runs the suite against a fresh store.
@@ -108,21 +89,11 @@ pub(crate) mod conformance {
         let clock = Clock::system();
         let sessions = Sessions::new(store.clone(), config(), clock.clone());
         // create → get
-        let s = sessions
-            .create(identity(), Some("idt".into()), Some("rt".into()))
-            .await
-            .unwrap();
-        let got = sessions
-            .get(s.id.expose())
-            .await
-            .unwrap()
-            .expect("saved session loads");
+        let s = sessions.create(identity(), Some("idt".into()), Some("rt".into())).await.unwrap();
+        let got = sessions.get(s.id.expose()).await.unwrap().expect("saved session loads");
         assert_eq!(got.identity.subject, "o");
         assert_eq!(got.sid.as_deref(), Some("sid-1"));
-        assert_eq!(
-            got.refresh_token.as_ref().map(|t| t.expose().as_str()),
-            Some("rt")
-        );
+        assert_eq!(got.refresh_token.as_ref().map(|t| t.expose().as_str()), Some("rt"));
         // unknown ids are absent, not errors
         assert!(sessions.get("no-such-ticket").await.unwrap().is_none());
         // update replaces
@@ -130,20 +101,11 @@ pub(crate) mod conformance {
         changed.refresh_token = Some(crate::secret::Secret::new("rt2".into()));
         sessions.update(changed).await.unwrap();
         let got = sessions.get(s.id.expose()).await.unwrap().unwrap();
-        assert_eq!(
-            got.refresh_token.as_ref().map(|t| t.expose().as_str()),
-            Some("rt2")
-        );
+        assert_eq!(got.refresh_token.as_ref().map(|t| t.expose().as_str()), Some("rt2"));
         // idle timeout
         clock.advance(601);
-        assert!(
-            sessions.get(s.id.expose()).await.unwrap().is_none(),
-            "idle session ended"
-        );
-        assert!(
-            store.load(s.id.expose()).await.unwrap().is_none(),
-            "and removed from the store"
-        );
+        assert!(sessions.get(s.id.expose()).await.unwrap().is_none(), "idle session ended");
+        assert!(store.load(s.id.expose()).await.unwrap().is_none(), "and removed from the store");
         // absolute lifetime, even when used
         let s = sessions.create(identity(), None, None).await.unwrap();
         for _ in 0..8 {
@@ -152,10 +114,7 @@ pub(crate) mod conformance {
                 assert!(sessions.get(s.id.expose()).await.unwrap().is_some());
             }
         }
-        assert!(
-            sessions.get(s.id.expose()).await.unwrap().is_none(),
-            "session past max lifetime ended"
-        );
+        assert!(sessions.get(s.id.expose()).await.unwrap().is_none(), "session past max lifetime ended");
         // delete
         let s = sessions.create(identity(), None, None).await.unwrap();
         sessions.end(s.id.expose()).await.unwrap();

@@ -71,11 +71,7 @@ const TOUCH_EVERY: u64 = 60;
 impl Sessions {
     /// Sessions in `store`.
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Clock) -> Sessions {
-        Sessions {
-            store,
-            config,
-            clock,
-        }
+        Sessions { store, config, clock }
     }
 
     /// The timeouts.
@@ -91,11 +87,7 @@ impl Sessions {
         refresh_token: Option<String>,
     ) -> Result<Session, StoreError> {
         let now = self.clock.now();
-        let sid = identity
-            .claims
-            .get("sid")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let sid = identity.claims.get("sid").and_then(|v| v.as_str()).map(str::to_string);
         let session = Session {
             id: Secret::new(random_token(32)),
             identity,
@@ -117,9 +109,7 @@ impl Sessions {
             return Ok(None);
         };
         let now = self.clock.now();
-        if now >= session.expires_at
-            || now.saturating_sub(session.last_seen) >= self.config.idle_timeout.as_secs()
-        {
+        if now >= session.expires_at || now.saturating_sub(session.last_seen) >= self.config.idle_timeout.as_secs() {
             self.store.delete(ticket).await?;
             return Ok(None);
         }

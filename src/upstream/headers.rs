@@ -32,10 +32,8 @@ pub const X_POSTERN_JWT_ASSERTION: &str = "x-postern-jwt-assertion";
 /// under `X-Postern-` or `X-Auth-Request-` (the forward-auth names).
 pub fn is_identity_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    matches!(
-        n,
-        X_FORWARDED_USER | X_FORWARDED_EMAIL | X_FORWARDED_PREFERRED_USERNAME | X_FORWARDED_GROUPS
-    ) || n.starts_with("x-postern-")
+    matches!(n, X_FORWARDED_USER | X_FORWARDED_EMAIL | X_FORWARDED_PREFERRED_USERNAME | X_FORWARDED_GROUPS)
+        || n.starts_with("x-postern-")
         || n.starts_with("x-auth-request-")
         || n == "x-forwarded-access-token"
 }
@@ -59,11 +57,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes every identity header a client sent.
 pub fn remove_identity_headers(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_header(n))
-        .cloned()
-        .collect();
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n)).cloned().collect();
     for name in spoofed {
         headers.remove(name);
     }
@@ -105,10 +99,7 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
 #[cfg(test)]
@@ -118,10 +109,7 @@ mod tests {
     #[test]
     fn connection_named_headers_are_removed_too() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -143,36 +131,21 @@ mod tests {
             "x-auth-request-user",
             "x-forwarded-host",
         ] {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_static("evil"),
-            );
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
         }
         remove_identity_headers(&mut h);
-        assert_eq!(
-            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            ["x-forwarded-host"]
-        );
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-forwarded-host"]);
     }
 
     #[test]
     fn only_our_cookies_are_removed() {
         let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("__Host-postern=abc; _gitlab_session=1"),
-        );
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("__Host-postern-login-xyz=2"),
-        );
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern=abc; _gitlab_session=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern-login-xyz=2"));
         remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
         assert_eq!(h.get(header::COOKIE).unwrap(), "_gitlab_session=1");
         let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("__Host-postern=abc"),
-        );
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-postern=abc"));
         remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
         assert!(!h.contains_key(header::COOKIE));
     }

@@ -117,22 +117,18 @@ impl UpstreamClient {
     }
 
     /// Sends `req` to the route's upstream and returns its answer, streaming.
-    pub async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        f: Forward<'_>,
-    ) -> Result<Response<Body>, UpstreamError> {
+    pub async fn forward(&self, mut req: Request<Incoming>, f: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
         let uri = upstream_uri(&f.route.upstream, f.path_and_query)?;
         let wants_upgrade = headers::upgrade_requested(req.headers());
         let upgrade_protocol = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
         // The authority the client asked for: Host (HTTP/1.1) or :authority (HTTP/2).
-        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let original_host = req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
 
         let h = req.headers_mut();
         headers::remove_hop_by_hop(h);
@@ -146,10 +142,7 @@ impl UpstreamClient {
                 h.insert(header::HOST, host.clone());
             }
             _ => {
-                if let Some(authority) = uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                {
+                if let Some(authority) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                     h.insert(header::HOST, authority);
                 }
             }
@@ -177,9 +170,7 @@ impl UpstreamClient {
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return Err(UpstreamError::Protocol(
-                    "101 without an upgrade request".into(),
-                ));
+                return Err(UpstreamError::Protocol("101 without an upgrade request".into()));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
@@ -199,27 +190,14 @@ impl UpstreamClient {
     }
 }
 
-fn forwarded_headers(
-    h: &mut http::HeaderMap,
-    f: &Forward<'_>,
-    original_host: Option<&HeaderValue>,
-) {
+fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Option<&HeaderValue>) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
     let client = f.client_ip.to_string();
     if f.trusted_peer {
-        let chain = h
-            .get_all(&xff)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let value = if chain.is_empty() {
-            client
-        } else {
-            format!("{chain}, {client}")
-        };
+        let chain = h.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+        let value = if chain.is_empty() { client } else { format!("{chain}, {client}") };
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(xff, v);
         }
@@ -256,8 +234,7 @@ pub fn upstream_uri(upstream: &url::Url, path_and_query: &str) -> Result<Uri, Up
         None => upstream.host_str().unwrap_or_default().to_string(),
     };
     let text = format!("{}://{authority}{base}{path_and_query}", upstream.scheme());
-    text.parse::<Uri>()
-        .map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    text.parse::<Uri>().map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -278,14 +255,8 @@ mod tests {
     #[test]
     fn upstream_uris_join_base_path_and_request() {
         let u = url::Url::parse("http://10.0.0.5:8080/base/").unwrap();
-        assert_eq!(
-            upstream_uri(&u, "/a/b?x=1").unwrap().to_string(),
-            "http://10.0.0.5:8080/base/a/b?x=1"
-        );
+        assert_eq!(upstream_uri(&u, "/a/b?x=1").unwrap().to_string(), "http://10.0.0.5:8080/base/a/b?x=1");
         let u = url::Url::parse("https://gitlab.internal").unwrap();
-        assert_eq!(
-            upstream_uri(&u, "/").unwrap().to_string(),
-            "https://gitlab.internal/"
-        );
+        assert_eq!(upstream_uri(&u, "/").unwrap().to_string(), "https://gitlab.internal/");
     }
 }

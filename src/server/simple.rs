@@ -1,8 +1,9 @@
-//! The small HTTP server the demo's development provider and echo upstream run on: an accept loop
-//! serving HTTP/1.1 (with upgrades, for WebSocket) and h2c, stopped gracefully by a shutdown future.
+//! A small HTTP server for Postern's side services — the admin listener, and the demo's development provider
+//! and echo upstream: an accept loop serving HTTP/1.1 (with upgrades, for WebSocket) and h2c, stopped
+//! gracefully by a shutdown future.
 //!
-//! It never listens on anything but a loopback address: both demo servers check
-//! [`ensure_loopback`] before they start, because they hand out tokens and echo headers to anyone.
+//! The demo servers never listen on anything but a loopback address: they check [`ensure_loopback`] before
+//! they start, because they hand out tokens and echo headers to anyone.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,11 +37,7 @@ pub struct NotLoopback(pub SocketAddr);
 
 /// Succeeds only when `addr` is a loopback address (127.0.0.0/8 or ::1).
 pub fn ensure_loopback(addr: SocketAddr) -> Result<(), NotLoopback> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(NotLoopback(addr))
-    }
+    if addr.ip().is_loopback() { Ok(()) } else { Err(NotLoopback(addr)) }
 }
 
 /// Serves `handler` on every connection accepted from `listener` until `shutdown` completes.
@@ -50,19 +47,13 @@ pub fn ensure_loopback(addr: SocketAddr) -> Result<(), NotLoopback> {
 /// idle connections are closed, and requests in flight get up to 10 seconds to finish; then this
 /// function returns. Connections already upgraded (WebSocket) are not tracked here: their owner
 /// stops them.
-pub async fn serve<F, Fut>(
-    listener: TcpListener,
-    handler: F,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) where
+pub async fn serve<F, Fut>(listener: TcpListener, handler: F, shutdown: impl Future<Output = ()> + Send + 'static)
+where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -85,9 +76,7 @@ pub async fn serve<F, Fut>(
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -97,13 +86,8 @@ pub async fn serve<F, Fut>(
     }
 
     drop(listener);
-    if tokio::time::timeout(GRACE_PERIOD, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "demo server: requests still in flight after the grace period; leaving them"
-        );
+    if tokio::time::timeout(GRACE_PERIOD, graceful.shutdown()).await.is_err() {
+        tracing::warn!("demo server: requests still in flight after the grace period; leaving them");
     }
 }
 
@@ -132,28 +116,20 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(
             listener,
-            |request: Request<Incoming>| async move {
-                Response::new(crate::body::full(request.uri().path().to_owned()))
-            },
+            |request: Request<Incoming>| async move { Response::new(crate::body::full(request.uri().path().to_owned())) },
             async move {
                 let _ = stopped.await;
             },
         ));
 
         let client = Client::builder(TokioExecutor::new()).build_http::<crate::body::Body>();
-        let response = client
-            .get(format!("http://{addr}/hello").parse().unwrap())
-            .await
-            .unwrap();
+        let response = client.get(format!("http://{addr}/hello").parse().unwrap()).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"/hello");
 
         stop.send(()).unwrap();
         drop(client);
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 
@@ -173,9 +149,7 @@ mod tests {
             },
         ));
 
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http::<crate::body::Body>();
+        let client = Client::builder(TokioExecutor::new()).http2_only(true).build_http::<crate::body::Body>();
         let in_flight = tokio::spawn(client.get(format!("http://{addr}/").parse().unwrap()));
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(()).unwrap();
@@ -185,9 +159,6 @@ mod tests {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"HTTP/2.0");
         drop(client);
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
     }
 }
