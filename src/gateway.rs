@@ -15,8 +15,8 @@ use crate::body::{Body, full};
 use crate::metrics::{OutcomeLabels, RequestLabels, RouteLabels};
 
 use crate::oidc::login;
-use crate::oidc::redirect::safe_return_path;
-use crate::pages::{Page, json_response, wants_html};
+use crate::oidc::redirect::{ReturnTo, safe_return_path, safe_return_target};
+use crate::pages::{self, Page, json_response, wants_html};
 use crate::policy::path::{normalize_host, normalize_path};
 use crate::policy::{Route, decide};
 use crate::state::{Shared, State};
@@ -229,9 +229,13 @@ async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: b
                 .and_then(|q| {
                     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned())
                 })
-                .and_then(|rd| safe_return_path(&rd, &st.config.server.public_url))
-                .unwrap_or_else(|| "/".to_string());
+                .and_then(|rd| safe_return_target(&rd, &st.config.server.public_url, &st.policy))
+                .unwrap_or_else(|| ReturnTo::Local("/".to_string()));
             login::start(st, req.headers(), &rd, request_id, html).await
+        }
+        "/oauth2/handoff" => {
+            let host = request_host(req).unwrap_or_default();
+            login::handoff(st, &host, query, request_id, html).await
         }
         "/oauth2/callback" => login::callback(st, req.headers(), query, request_id, html).await,
         "/oauth2/sign_out" => login::sign_out(st, req.headers(), query, request_id).await,
@@ -317,8 +321,42 @@ async fn challenge(
             return_to.push('?');
             return_to.push_str(q);
         }
-        let return_to = safe_return_path(&return_to, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
-        return login::start(st, req.headers(), &return_to, request_id, html).await;
+        let public = &st.config.server.public_url;
+        let public_host = public.host_str().map(normalize_host).unwrap_or_default();
+        if request_host(req).is_some_and(|h| h != public_host) {
+            // Another host: sign in on the public host, which then hands the session over (a `__Host-` cookie
+            // cannot be shared between hosts).
+            let authority = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_default();
+            let absolute = format!("{}://{authority}{return_to}", public.scheme());
+            if let Some(target @ ReturnTo::Remote(_)) = safe_return_target(&absolute, public, &st.policy) {
+                let start = format!(
+                    "{}/oauth2/start?rd={}",
+                    st.config.public_origin(),
+                    url::form_urlencoded::byte_serialize(target.as_string().as_bytes()).collect::<String>()
+                );
+                return pages::redirect(&start);
+            }
+            return Page::new(
+                StatusCode::UNAUTHORIZED,
+                "Sign in required",
+                format!(
+                    "Sign in at {} first; this host is not one Postern can send you back to.",
+                    st.config.public_origin()
+                ),
+                "unauthenticated",
+                request_id,
+            )
+            .link("Sign in", format!("{}/oauth2/start", st.config.public_origin()))
+            .render(true);
+        }
+        let return_to = safe_return_path(&return_to, public).unwrap_or_else(|| "/".to_string());
+        return login::start(st, req.headers(), &ReturnTo::Local(return_to), request_id, html).await;
     }
     if html && route.accepts_session {
         return Page::new(

@@ -11,7 +11,7 @@ use http::header::{HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::redirect::safe_return_path;
+use super::redirect::{ReturnTo, safe_return_path, safe_return_target};
 use crate::body::Body;
 use crate::identity::{Identity, Proof};
 use crate::jwt::constant_time_eq;
@@ -58,8 +58,112 @@ fn start_link(return_to: &str) -> String {
     format!("/oauth2/start?rd={}", url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>())
 }
 
-/// Starts a sign-in that returns to `return_to` (already checked to be a path on our origin).
-pub async fn start(st: &State, headers: &HeaderMap, return_to: &str, request_id: &str, html: bool) -> Response<Body> {
+/// How long a handoff link is good for: it only has to survive one redirect.
+const HANDOFF_TTL: u64 = 60;
+
+/// A session handed from the public host to another host a route names, inside a one-time sealed link.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handoff {
+    /// One-time id.
+    i: String,
+    /// The session ticket.
+    k: String,
+    /// The host it is for.
+    h: String,
+    /// The path (and query) to land on.
+    p: String,
+    /// Expiry.
+    e: u64,
+}
+
+/// The redirect that hands the session `ticket` to `target`'s host.
+fn handoff_redirect(st: &State, ticket: &str, target: &url::Url) -> Option<Response<Body>> {
+    let mut path = target.path().to_string();
+    if let Some(q) = target.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let handoff = Handoff {
+        i: random_token(16),
+        k: ticket.to_string(),
+        h: crate::policy::path::normalize_host(target.host_str()?),
+        p: path,
+        e: st.clock.now() + HANDOFF_TTL,
+    };
+    let sealed = st.cookies.seal_for(HANDOFF_PURPOSE, &serde_json::to_string(&handoff).ok()?)?;
+    let mut url = target.clone();
+    url.set_path("/oauth2/handoff");
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("t", &sealed);
+    Some(redirect(url.as_str()))
+}
+
+const HANDOFF_PURPOSE: &str = "postern-handoff";
+
+/// `/oauth2/handoff` on another host: checks the one-time link and sets this host's session cookie.
+pub async fn handoff(st: &State, host: &str, query: Option<&str>, request_id: &str, html: bool) -> Response<Body> {
+    let q = query_map(query);
+    let fail = |reason: &'static str| {
+        tracing::warn!(request_id, reason, "session handoff refused");
+        Page::new(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "This sign-in link is invalid, expired or already used.",
+            reason,
+            request_id,
+        )
+        .link("Try again", "/")
+        .render(html)
+    };
+    let Some(handoff) = q
+        .get("t")
+        .and_then(|t| st.cookies.open_for(HANDOFF_PURPOSE, t))
+        .and_then(|v| serde_json::from_str::<Handoff>(&v).ok())
+    else {
+        return fail("handoff-invalid");
+    };
+    if handoff.h != host {
+        return fail("handoff-wrong-host");
+    }
+    if st.clock.now() > handoff.e {
+        return fail("handoff-expired");
+    }
+    let used = format!("handoff:{}", handoff.i);
+    if st.used_states.contains_key(&used) {
+        return fail("handoff-replayed");
+    }
+    st.used_states.insert(used, ());
+    let session = match st.sessions.get(&handoff.k).await {
+        Ok(Some(s)) => s,
+        _ => return fail("handoff-session-ended"),
+    };
+    let Some(cookie) = st.cookies.session_cookie(&handoff.k, st.sessions.cookie_max_age(&session)) else {
+        return fail("session-cookie-failed");
+    };
+    let path = if handoff.p.starts_with('/') && !handoff.p.starts_with("//") { handoff.p } else { "/".to_string() };
+    let mut response = redirect(&path);
+    set_cookie(&mut response, &cookie);
+    response
+}
+
+/// Starts a sign-in that returns to `return_to` (already checked to be safe). When the target is another host
+/// and this browser is already signed in here, the session is handed over without asking the provider again.
+pub async fn start(
+    st: &State,
+    headers: &HeaderMap,
+    return_to: &ReturnTo,
+    request_id: &str,
+    html: bool,
+) -> Response<Body> {
+    if let ReturnTo::Remote(target) = return_to
+        && let Some(ticket) = st.cookies.session_ticket(headers)
+        && let Ok(Some(_)) = st.sessions.get(&ticket).await
+        && let Some(response) = handoff_redirect(st, &ticket, target)
+    {
+        return response;
+    }
+    let return_to = return_to.as_string();
+    let return_to = return_to.as_str();
     let state = random_token(32);
     let nonce = random_token(32);
     let verifier = random_token(32);
@@ -171,7 +275,9 @@ pub async fn callback(
             "login-state-missing",
         );
     };
-    let return_to = safe_return_path(&pending.r, &st.config.server.public_url).unwrap_or_else(|| "/".to_string());
+    let target = safe_return_target(&pending.r, &st.config.server.public_url, &st.policy)
+        .unwrap_or_else(|| ReturnTo::Local("/".to_string()));
+    let return_to = target.as_string();
     let cx = CallbackContext { st, state: Some(state), return_to: &return_to, request_id, html };
     let fail = |status, message: &str, reason| callback_failure(&cx, status, message, reason);
     if !constant_time_eq(pending.s.as_bytes(), state.as_bytes()) {
@@ -252,7 +358,10 @@ pub async fn callback(
     };
     tracing::info!(target: "audit", request_id, event = "sign-in", subject = %subject, user = %who, "signed in");
     st.metrics.sign_ins.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
-    let mut response = redirect(&return_to);
+    let mut response = match &target {
+        ReturnTo::Remote(url) => handoff_redirect(st, session.id.expose(), url).unwrap_or_else(|| redirect("/")),
+        ReturnTo::Local(path) => redirect(path),
+    };
     set_cookie(&mut response, &cookie);
     set_cookie(&mut response, &st.cookies.removal(&st.cookies.login_cookie_name(state)));
     response

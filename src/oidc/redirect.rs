@@ -1,8 +1,57 @@
 //! Where Postern may send a browser after sign-in or sign-out: only to its own origin. Anything else — another
 //! host, a scheme-relative `//host`, a backslash trick `/\host`, an encoded form of those, control characters —
-//! is refused, so Postern can never be used as an open redirect.
+//! is refused, so Postern can never be used as an open redirect. The one exception is a host that a route
+//! names explicitly (exactly or by `*.domain` wildcard, never `*`), reached with the public URL's scheme: a
+//! signed-in session is handed to it (see `handoff`).
 
 use url::Url;
+
+use crate::policy::path::normalize_host;
+use crate::policy::{HostPattern, Policy};
+
+/// Where to go after sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReturnTo {
+    /// A path (and query) on Postern's public origin.
+    Local(String),
+    /// A URL on another host that a route names.
+    Remote(Url),
+}
+
+impl ReturnTo {
+    /// How it is kept in the login cookie.
+    pub fn as_string(&self) -> String {
+        match self {
+            ReturnTo::Local(p) => p.clone(),
+            ReturnTo::Remote(u) => u.to_string(),
+        }
+    }
+}
+
+/// A safe target after sign-in: a path on the public origin, or a URL on a host some route names explicitly.
+pub fn safe_return_target(raw: &str, public: &Url, policy: &Policy) -> Option<ReturnTo> {
+    if let Some(path) = safe_return_path(raw, public) {
+        return Some(ReturnTo::Local(path));
+    }
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') || raw.len() > 4096 {
+        return None;
+    }
+    let url = Url::parse(raw).ok()?;
+    if url.scheme() != public.scheme()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.fragment().is_some()
+    {
+        return None;
+    }
+    let host = normalize_host(url.host_str()?);
+    let named = policy.routes().iter().any(|r| match &r.host {
+        HostPattern::Exact(h) => *h == host,
+        HostPattern::Wildcard(suffix) => host.ends_with(suffix.as_str()) && host.len() > suffix.len(),
+        HostPattern::Any => false,
+    });
+    named.then_some(ReturnTo::Remote(url))
+}
 
 /// The path (and query) to return to, when `raw` is a safe target on `public`'s origin.
 pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {

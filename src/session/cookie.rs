@@ -50,6 +50,17 @@ impl CookieCodec {
         name == self.session_name || name.starts_with(&self.login_prefix)
     }
 
+    /// Encrypts `value` for `purpose` (bound in as associated data), for values that travel outside a cookie,
+    /// such as the one-time handoff of a session to another host.
+    pub fn seal_for(&self, purpose: &str, value: &str) -> Option<String> {
+        self.seal(purpose, value)
+    }
+
+    /// Opens a value sealed by [`CookieCodec::seal_for`] for the same purpose.
+    pub fn open_for(&self, purpose: &str, sealed: &str) -> Option<String> {
+        self.open(purpose, sealed)
+    }
+
     fn seal(&self, name: &str, value: &str) -> Option<String> {
         let key = self.keys.first()?;
         let mut jar = CookieJar::new();
