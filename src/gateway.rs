@@ -76,7 +76,7 @@ async fn route_and_forward(
     let html = wants_html(req.headers());
 
     // 1. Reserved paths: Postern's own endpoints, on every host.
-    if let Some(response) = reserved(st, &req, request_id, html).await {
+    if let Some(response) = reserved(st, conn, &req, request_id, html).await {
         return Outcome { response, route: None, allow: true, reason: "postern-endpoint" };
     }
 
@@ -220,7 +220,13 @@ async fn route_and_forward(
 }
 
 /// Postern's own endpoints.
-async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: bool) -> Option<Response<Body>> {
+async fn reserved(
+    st: &State,
+    conn: Conn,
+    req: &Request<Incoming>,
+    request_id: &str,
+    html: bool,
+) -> Option<Response<Body>> {
     let path = req.uri().path();
     let query = req.uri().query();
     let response = match path {
@@ -240,6 +246,7 @@ async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: b
         "/oauth2/callback" => login::callback(st, req.headers(), query, request_id, html).await,
         "/oauth2/sign_out" => login::sign_out(st, req.headers(), query, request_id).await,
         "/oauth2/signed_out" => login::signed_out(st, query, request_id, html),
+        "/oauth2/auth" => forward_auth(st, conn, req, request_id).await,
         "/oauth2/userinfo" => userinfo(st, req, request_id).await,
         "/.well-known/postern/jwks.json" => {
             let mut r = Response::new(full(st.assertion.jwks()));
@@ -258,6 +265,74 @@ async fn reserved(st: &State, req: &Request<Incoming>, request_id: &str, html: b
         _ => return None,
     };
     Some(response)
+}
+
+/// Forward-auth (`/oauth2/auth`, for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`, Envoy
+/// `ext_authz`): decides on the original request described by `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri`,
+/// answering 202 with identity headers, 401 or 403. Those headers are believed only from `trusted_proxies`: a
+/// client talking to Postern directly must not choose which URL gets authorised.
+async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
+    let answer =
+        |status: StatusCode, reason: &str| json_response(status, &json!({"error": reason, "request_id": request_id}));
+    if !st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip())) {
+        tracing::warn!(request_id, peer = %conn.peer.ip(), "forward-auth request from an address not in trusted_proxies");
+        return answer(StatusCode::FORBIDDEN, "untrusted-proxy");
+    }
+    let h = req.headers();
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let method = match get("x-forwarded-method").map(|m| http::Method::from_bytes(m.as_bytes())) {
+        None => http::Method::GET,
+        Some(Ok(m)) => m,
+        Some(Err(_)) => return answer(StatusCode::BAD_REQUEST, "bad-forwarded-method"),
+    };
+    let Some(host) = get("x-forwarded-host").or_else(|| get("host")).map(normalize_host) else {
+        return answer(StatusCode::BAD_REQUEST, "missing-forwarded-host");
+    };
+    let uri = get("x-forwarded-uri").unwrap_or("/");
+    let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
+    let Ok(path) = normalize_path(raw_path) else { return answer(StatusCode::BAD_REQUEST, "bad-path") };
+    let Some(route) = st.policy.route(&host, &path, &method).cloned() else {
+        tracing::info!(target: "audit", request_id, mode = "forward-auth", host = %host, path = %path, decision = "deny", reason = "no-route", "no route");
+        return answer(StatusCode::FORBIDDEN, "no-route");
+    };
+    if route.public {
+        return answer(StatusCode::ACCEPTED, "public");
+    }
+    let principal = match authn::authenticate(st, h, &route, request_id).await {
+        Authn::Principal(p) => p,
+        Authn::Anonymous => {
+            let mut r = answer(StatusCode::UNAUTHORIZED, "unauthenticated");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"postern\""));
+            return r;
+        }
+        Authn::BearerRefused(e) => {
+            return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string(), request_id);
+        }
+        Authn::BearerNotAccepted => return answer(StatusCode::UNAUTHORIZED, "bearer-not-accepted"),
+    };
+    let decision = decide(&route, principal.identity());
+    let id = principal.identity();
+    tracing::info!(
+        target: "audit", request_id, mode = "forward-auth", route = %route.name, subject = %id.subject,
+        tenant = id.tenant.as_deref().unwrap_or("-"), auth = id.proof.as_str(),
+        decision = if decision.allow { "allow" } else { "deny" }, rule = decision.rule.as_deref().unwrap_or("-"),
+        reason = decision.reason, "forward-auth decision"
+    );
+    if !decision.allow {
+        return answer(StatusCode::FORBIDDEN, decision.reason);
+    }
+    let mut r = answer(StatusCode::ACCEPTED, "allowed");
+    for (name, value) in identity_headers(st, &route, &principal) {
+        let name = match name.as_str() {
+            hdr::X_FORWARDED_USER => HeaderName::from_static("x-auth-request-user"),
+            hdr::X_FORWARDED_EMAIL => HeaderName::from_static("x-auth-request-email"),
+            hdr::X_FORWARDED_PREFERRED_USERNAME => HeaderName::from_static("x-auth-request-preferred-username"),
+            hdr::X_FORWARDED_GROUPS => HeaderName::from_static("x-auth-request-groups"),
+            _ => name,
+        };
+        r.headers_mut().insert(name, value);
+    }
+    r
 }
 
 /// The signed-in identity as JSON.

@@ -335,6 +335,15 @@ pub async fn callback(
             );
         }
     };
+    // An ID token issued before this sign-in started cannot be the answer to it.
+    let issued = claims.get("iat").and_then(|v| v.as_u64()).unwrap_or(0);
+    if issued.saturating_add(st.provider.config().leeway.as_secs()) < pending.t {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in provider's answer is older than this sign-in.",
+            "token-stale",
+        );
+    }
     let identity = Identity::from_claims(claims, Proof::Session);
     let who = identity.display().to_string();
     let subject = identity.subject.clone();
