@@ -1,6 +1,8 @@
 //! Bearer-token validation: a fresh RS256 token (signature check), a cached valid token, a cached refused token.
 //! Run: `cargo bench --bench bearer`.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +19,7 @@ use postern::token::BearerValidator;
 use serde_json::json;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let (validator, provider, dev) = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,12 +40,8 @@ fn bench(c: &mut Criterion) {
             jwks_refetch_interval: Duration::from_secs(300),
             leeway: Duration::from_secs(60),
         };
-        let provider = Arc::new(Provider::new(
-            oidc,
-            http.clone(),
-            "http://127.0.0.1/oauth2/callback".into(),
-            Clock::system(),
-        ));
+        let provider =
+            Arc::new(Provider::new(oidc, http.clone(), "http://127.0.0.1/oauth2/callback".into(), Clock::system()));
         let bearer = BearerConfig {
             provider_audiences: vec![dev.config().access_token_audience.clone()],
             issuers: vec![],
@@ -81,23 +75,16 @@ fn bench(c: &mut Criterion) {
                 nonce: None,
                 client_id: None,
             };
-            rt.block_on(jwt::verify(black_box(&token), &keys, &expect))
-                .unwrap()
+            rt.block_on(jwt::verify(black_box(&token), &keys, &expect)).unwrap()
         })
     });
     rt.block_on(validator.validate(&token, None)).unwrap();
     c.bench_function("bearer/cached_valid", |b| {
-        b.iter(|| {
-            rt.block_on(validator.validate(black_box(&token), None))
-                .unwrap()
-        })
+        b.iter(|| rt.block_on(validator.validate(black_box(&token), None)).unwrap())
     });
     assert!(rt.block_on(validator.validate(&bad, None)).is_err());
     c.bench_function("bearer/cached_refused", |b| {
-        b.iter(|| {
-            rt.block_on(validator.validate(black_box(&bad), None))
-                .unwrap_err()
-        })
+        b.iter(|| rt.block_on(validator.validate(black_box(&bad), None)).unwrap_err())
     });
 }
 

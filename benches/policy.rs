@@ -1,6 +1,8 @@
 //! Policy decisions at scale: route lookup plus rule evaluation with 10,000 routes over 1,000 hosts.
 //! Run: `cargo bench --bench policy`.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 

@@ -60,6 +60,36 @@ enum Command {
         #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
         config: PathBuf,
     },
+    /// Explain the decision for one request: the route chosen, each rule, and why it is allowed or denied.
+    ///
+    /// Example: postern explain --url https://gitlab.example.com/admin --group eng --group admins
+    /// Example: postern explain --method POST --url https://gitlab.example.com/api/v4/packages --auth bearer --claims token-claims.json
+    Explain {
+        /// The config file (for its policy directory).
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request's URL (scheme and host included).
+        #[arg(long)]
+        url: String,
+        /// A group the caller is in (alias from [groups] or id); repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// An app role the caller has; repeatable.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A JSON file of the caller's token claims (sub, oid, tid, iss, amr, custom claims…).
+        #[arg(long)]
+        claims: Option<PathBuf>,
+        /// How the caller proves who they are: session or bearer.
+        #[arg(long, default_value = "session")]
+        auth: String,
+        /// Explain the request as if nobody were signed in.
+        #[arg(long, conflicts_with_all = ["groups", "roles", "claims"])]
+        anonymous: bool,
+    },
     /// Write a session secret (session.key) and an assertion signing key (signing.pem), readable by the owner only.
     ///
     /// Example: postern keygen --out-dir /etc/postern
@@ -83,6 +113,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Keygen { out_dir, force } => keygen(&out_dir, force),
+        Command::Explain { config, method, url, groups, roles, claims, auth, anonymous } => {
+            explain(&config, &method, &url, &groups, &roles, claims.as_deref(), &auth, anonymous)
+        }
         Command::Version => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -137,6 +170,20 @@ fn load(config_path: &Path) -> Result<(postern::config::Config, postern::policy:
 
 fn check(config_path: &Path) -> Result<()> {
     let (config, policy) = load(config_path)?;
+    // Policy tests: *.test.toml beside the policies.
+    let cases = postern::policy::cases::load_case_files(&config.policies_dir)
+        .map_err(|d| anyhow::anyhow!("the policy tests have errors:\n{d}"))?;
+    let results = postern::policy::cases::run(&policy, &cases);
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        println!("{r}");
+    }
+    if failed > 0 {
+        bail!("{failed} of {} policy test case{} failed", results.len(), if results.len() == 1 { "" } else { "s" });
+    }
+    if !results.is_empty() {
+        println!("{} policy test case{} passed", results.len(), if results.len() == 1 { "" } else { "s" });
+    }
     println!(
         "{}: OK ({} route{} from {})",
         config_path.display(),
@@ -144,6 +191,42 @@ fn check(config_path: &Path) -> Result<()> {
         if policy.routes().len() == 1 { "" } else { "s" },
         config.policies_dir.display()
     );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    config_path: &Path,
+    method: &str,
+    url: &str,
+    groups: &[String],
+    roles: &[String],
+    claims: Option<&Path>,
+    auth: &str,
+    anonymous: bool,
+) -> Result<()> {
+    let (_, policy) = load(config_path)?;
+    let method =
+        http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).context("--method is not an HTTP method")?;
+    let proof = match auth {
+        "session" => postern::identity::Proof::Session,
+        "bearer" => postern::identity::Proof::Bearer,
+        other => bail!("--auth {other}: expected session or bearer"),
+    };
+    let explanation = if anonymous {
+        postern::policy::explain::explain_anonymous(&policy, &method, url)
+    } else {
+        let claims = match claims {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Some(serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?)
+            }
+            None => None,
+        };
+        let identity = postern::policy::explain::identity_from_flags(groups, roles, claims, proof, &policy);
+        postern::policy::explain::explain(&policy, &method, url, &identity)
+    };
+    println!("{explanation}");
     Ok(())
 }
 

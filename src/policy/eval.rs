@@ -64,7 +64,8 @@ fn any_of(wanted: &[String], have: &[String]) -> bool {
     wanted.iter().any(|w| have.contains(w))
 }
 
-fn holds(condition: &Condition, id: &Identity) -> bool {
+/// True when `condition` holds for `id`: the one definition [`decide`] and explanations share.
+pub fn holds(condition: &Condition, id: &Identity) -> bool {
     match condition {
         Condition::Groups(groups) => any_of(groups, &id.groups),
         Condition::Users(users) => users.iter().any(|u| *u == id.subject || *u == id.sub || id.oid.as_ref() == Some(u)),

@@ -86,7 +86,10 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
             }
         }
     }
-    let mut policy = Policy::default();
+    let mut policy = Policy {
+        groups: groups.iter().map(|(alias, (id, _))| (alias.clone(), id.clone())).collect(),
+        ..Policy::default()
+    };
     let mut names: HashMap<String, String> = HashMap::new();
     for (src, file) in &parsed {
         for route in &file.route {
@@ -358,7 +361,7 @@ fn location_of(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
 }
 
 /// Entra group ids are GUIDs; other providers' group values are written as aliases.
-fn looks_like_id(s: &str) -> bool {
+pub(crate) fn looks_like_id(s: &str) -> bool {
     s.len() == 36
         && s.chars().enumerate().all(
             |(i, c)| {

@@ -2,15 +2,17 @@
 //! problem with its file, line and column); `eval` decides (pure: no I/O, no async). A deny is a [`Decision`],
 //! never an error.
 
+pub mod cases;
 mod eval;
+pub mod explain;
 mod load;
 pub mod model;
 pub mod path;
 
-pub use eval::{Decision, decide};
+pub use eval::{Decision, decide, holds};
 pub use load::{load_dir, load_sources};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ pub struct Policy {
     any_host: Vec<usize>,
     /// Every group id some rule names: the only groups worth sending upstream.
     mentioned_groups: std::collections::HashSet<String>,
+    /// The `[groups]` aliases: alias → group id.
+    groups: BTreeMap<String, String>,
 }
 
 /// One route.
@@ -158,6 +162,35 @@ impl Policy {
     /// True when some rule names this group id.
     pub fn mentions_group(&self, id: &str) -> bool {
         self.mentioned_groups.contains(id)
+    }
+
+    /// The group id an alias from `[groups]` stands for.
+    pub fn group_id(&self, alias: &str) -> Option<&str> {
+        self.groups.get(alias).map(String::as_str)
+    }
+
+    /// An alias from `[groups]` for a group id (the first in alphabetical order, when several name it).
+    pub fn group_alias(&self, id: &str) -> Option<&str> {
+        self.groups.iter().find(|(_, v)| v.as_str() == id).map(|(alias, _)| alias.as_str())
+    }
+
+    /// The routes [`Policy::route`] considers for a (normalised) host, in the order it considers them: exact
+    /// host, then wildcards from the longest suffix, then any host; within each, the longest path first.
+    pub fn candidates(&self, host: &str) -> Vec<&Arc<Route>> {
+        let mut out: Vec<&Arc<Route>> = Vec::new();
+        let mut add = |indices: &[usize]| {
+            out.extend(indices.iter().filter_map(|&i| self.routes.get(i)));
+        };
+        if let Some(c) = self.exact_hosts.get(host) {
+            add(c);
+        }
+        for (suffix, c) in &self.wildcard_hosts {
+            if host.ends_with(suffix.as_str()) && host.len() > suffix.len() {
+                add(c);
+            }
+        }
+        add(&self.any_host);
+        out
     }
 }
 
