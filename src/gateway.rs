@@ -499,30 +499,42 @@ fn audit_deny(
     );
 }
 
-/// The identity headers for an allowed request.
+/// The identity headers for an allowed request: those the route asks for, and its extra headers. Groups are
+/// limited to those some policy names, so that a user in hundreds of groups does not produce headers (and
+/// assertions) an upstream refuses as too large.
 fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
     let id = p.identity();
-    let mut out = Vec::with_capacity(5);
-    let mut add = |name: &'static str, value: &str| {
+    let wanted = route.identity_headers;
+    let mut out = Vec::with_capacity(5 + route.extra_headers.len());
+    let mut add = |name: HeaderName, value: &str| {
         // A claim that is not valid header text is left out rather than mangled.
         if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((HeaderName::from_static(name), v));
+            out.push((name, v));
         }
     };
-    add(hdr::X_FORWARDED_USER, &id.subject);
-    if let Some(email) = &id.email {
-        add(hdr::X_FORWARDED_EMAIL, email);
+    if wanted.user {
+        add(HeaderName::from_static(hdr::X_FORWARDED_USER), &id.subject);
     }
-    if let Some(u) = &id.preferred_username {
-        add(hdr::X_FORWARDED_PREFERRED_USERNAME, u);
+    if let (true, Some(email)) = (wanted.email, &id.email) {
+        add(HeaderName::from_static(hdr::X_FORWARDED_EMAIL), email);
     }
-    let groups: Vec<&str> = id.groups.iter().map(String::as_str).collect();
-    if !groups.is_empty() {
-        add(hdr::X_FORWARDED_GROUPS, &groups.join(","));
+    if let (true, Some(u)) = (wanted.preferred_username, &id.preferred_username) {
+        add(HeaderName::from_static(hdr::X_FORWARDED_PREFERRED_USERNAME), u);
     }
-    let assertion = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
-    if !assertion.is_empty() {
-        add(hdr::X_POSTERN_JWT_ASSERTION, &assertion);
+    let groups: Vec<&str> = id.groups.iter().map(String::as_str).filter(|g| st.policy.mentions_group(g)).collect();
+    if wanted.groups && !groups.is_empty() {
+        add(HeaderName::from_static(hdr::X_FORWARDED_GROUPS), &groups.join(","));
+    }
+    if wanted.assertion {
+        let assertion = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
+        if !assertion.is_empty() {
+            add(HeaderName::from_static(hdr::X_POSTERN_JWT_ASSERTION), &assertion);
+        }
+    }
+    for (name, template) in &route.extra_headers {
+        if let Some(value) = template.render(id) {
+            add(name.clone(), &value);
+        }
     }
     out
 }

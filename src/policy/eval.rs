@@ -49,6 +49,7 @@ pub fn decide(route: &Route, identity: &Identity) -> Decision {
         ["tenant"] => "tenant-unauthorized",
         ["claims"] => "claims-unauthorized",
         ["mfa"] => "mfa-required",
+        ["emails"] => "email-unauthorized",
         ["auth"] => "auth-kind-unauthorized",
         _ => "no-rule-matched",
     };
@@ -78,7 +79,17 @@ pub fn holds(condition: &Condition, id: &Identity) -> bool {
             Some(v) => claim_matches(v, patterns),
             None => false,
         },
-        Condition::Mfa => id.amr.iter().any(|m| m == "mfa"),
+        Condition::Emails(emails) => {
+            let verified = [id.claims.get("email_verified"), id.claims.get("xms_edov")]
+                .into_iter()
+                .flatten()
+                .any(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+            verified && id.email.as_ref().is_some_and(|e| emails.iter().any(|w| w.eq_ignore_ascii_case(e)))
+        }
+        Condition::Mfa(acr_values) => {
+            id.amr.iter().any(|m| m == "mfa")
+                || id.claims.get("acr").and_then(Value::as_str).is_some_and(|acr| acr_values.iter().any(|a| a == acr))
+        }
         Condition::Auth(proof) => id.proof == *proof,
     }
 }

@@ -358,7 +358,23 @@ fn explain_condition(condition: &Condition, id: &Identity, aliases: &BTreeMap<St
             e.what = format!("claims.{name}");
             e
         }
-        Condition::Mfa => explained(Vec::new(), Vec::new(), id.amr.clone(), "amr"),
+        Condition::Mfa(acr_values) => {
+            let mut have = id.amr.clone();
+            if let Some(acr) = id.claims.get("acr").and_then(Value::as_str) {
+                have.push(format!("acr={acr}"));
+            }
+            explained(acr_values.iter().map(|a| format!("acr={a}")).collect(), Vec::new(), have, "amr")
+        }
+        Condition::Emails(emails) => {
+            let verified = ["email_verified", "xms_edov"]
+                .iter()
+                .any(|c| id.claims.get(*c).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true")));
+            let have: Vec<String> =
+                id.email.iter().map(|e| if verified { e.clone() } else { format!("{e} (not verified)") }).collect();
+            let matched =
+                if verified { among(emails, &id.email.iter().cloned().collect::<Vec<_>>()) } else { Vec::new() };
+            explained(emails.clone(), matched, have, "email")
+        }
         Condition::Auth(proof) => {
             explained(vec![proof.as_str().to_string()], Vec::new(), vec![id.proof.as_str().to_string()], "proved by")
         }

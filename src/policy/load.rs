@@ -11,7 +11,7 @@ use url::Url;
 
 use super::model::{PolicyFile, RouteFile, RuleFile};
 use super::path::normalize_path;
-use super::{Condition, HostPattern, Policy, Route, Rule};
+use super::{Condition, HeaderTemplate, HostPattern, IdentityHeaders, Policy, Route, Rule, TemplatePart};
 use crate::diag::{Diagnostics, Source};
 use crate::identity::Proof;
 
@@ -93,7 +93,14 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
     let mut names: HashMap<String, String> = HashMap::new();
     for (src, file) in &parsed {
         for route in &file.route {
-            let c = RouteCompiler { src, groups: &groups, out: &mut out, mentioned: &mut policy.mentioned_groups };
+            let c = RouteCompiler {
+                src,
+                groups: &groups,
+                out: &mut out,
+                mentioned: &mut policy.mentioned_groups,
+                allow_email: file.allow_email_identifiers,
+                mfa_acr: &file.mfa_acr_values,
+            };
             if let Some(compiled) = c.route(route) {
                 let here = compiled.location.clone();
                 if let Some(at) = names.insert(compiled.name.clone(), here) {
@@ -121,6 +128,8 @@ struct RouteCompiler<'a, 'b> {
     groups: &'a HashMap<String, (String, String)>,
     out: &'a mut Diagnostics,
     mentioned: &'a mut std::collections::HashSet<String>,
+    allow_email: bool,
+    mfa_acr: &'a [String],
 }
 
 impl RouteCompiler<'_, '_> {
@@ -140,8 +149,11 @@ impl RouteCompiler<'_, '_> {
             None => "/".to_string(),
             Some(p) => match normalize_path(p.get_ref()) {
                 Ok(n) => {
-                    if n.contains('*') {
-                        self.error(p.span(), "path is a prefix such as \"/admin\"; wildcards are not supported here");
+                    if n.split('/').any(|seg| seg.contains('*') && seg != "*" && seg != "**") {
+                        self.error(
+                            p.span(),
+                            "in a path, * stands for one whole segment and ** for any number of segments, as in \"/projects/*/settings\" or \"/api/**/admin\"",
+                        );
                     }
                     n
                 }
@@ -236,6 +248,44 @@ impl RouteCompiler<'_, '_> {
             ));
         }
         let audiences = r.audiences.as_ref().map(|a| a.iter().map(|x| x.get_ref().clone()).collect());
+        let identity_headers = match &r.identity_headers {
+            None => IdentityHeaders::default(),
+            Some(names) => {
+                let mut chosen = IdentityHeaders {
+                    user: false,
+                    email: false,
+                    preferred_username: false,
+                    groups: false,
+                    assertion: false,
+                };
+                for n in names {
+                    match n.get_ref().as_str() {
+                        "user" => chosen.user = true,
+                        "email" => chosen.email = true,
+                        "preferred_username" => chosen.preferred_username = true,
+                        "groups" => chosen.groups = true,
+                        "assertion" => chosen.assertion = true,
+                        other => self.error(
+                            n.span(),
+                            format!("identity header \"{other}\": expected user, email, preferred_username, groups or assertion"),
+                        ),
+                    }
+                }
+                chosen
+            }
+        };
+        let mut extra_headers = Vec::new();
+        for (name, template) in r.headers.iter().flatten() {
+            match (http::HeaderName::from_bytes(name.as_bytes()), parse_template(template.get_ref())) {
+                (Ok(header), _) if is_reserved_header(&header) => self.error(
+                    template.span(),
+                    format!("header \"{name}\" cannot be set by a route: it is hop-by-hop, Host, or one of Postern's identity headers"),
+                ),
+                (Ok(header), Ok(t)) => extra_headers.push((header, t)),
+                (Err(_), _) => self.error(template.span(), format!("\"{name}\" is not a valid header name")),
+                (_, Err(e)) => self.error(template.span(), e),
+            }
+        }
         if self.out.0[errors_before..].iter().any(|d| d.severity == crate::diag::Severity::Error) {
             return None;
         }
@@ -253,6 +303,8 @@ impl RouteCompiler<'_, '_> {
             accepts_bearer,
             public: r.public,
             audiences,
+            identity_headers,
+            extra_headers,
             allow,
             deny,
             location,
@@ -328,7 +380,16 @@ impl RouteCompiler<'_, '_> {
             conditions.push(Condition::Claim { name: name.clone(), patterns: patterns.into_keys().collect() });
         }
         if let Some(true) = r.mfa {
-            conditions.push(Condition::Mfa)
+            conditions.push(Condition::Mfa(self.mfa_acr.to_vec()))
+        }
+        if let Some(emails) = &r.emails {
+            if !self.allow_email {
+                self.error(
+                    spanned.span(),
+                    "emails conditions need allow_email_identifiers = true at the top of this file: an email address can be reassigned to another person, so prefer users (object ids) or groups",
+                );
+            }
+            conditions.push(Condition::Emails(list(emails)));
         }
         if let Some(a) = &r.auth {
             match a.get_ref().as_str() {
@@ -341,6 +402,7 @@ impl RouteCompiler<'_, '_> {
             ("groups", r.groups.as_ref().is_some_and(Vec::is_empty)),
             ("users", r.users.as_ref().is_some_and(Vec::is_empty)),
             ("roles", r.roles.as_ref().is_some_and(Vec::is_empty)),
+            ("emails", r.emails.as_ref().is_some_and(Vec::is_empty)),
             ("scopes", r.scopes.as_ref().is_some_and(Vec::is_empty)),
             ("issuer", r.issuer.as_ref().is_some_and(|v| v.values().is_empty())),
             ("tenant", r.tenant.as_ref().is_some_and(|v| v.values().is_empty())),
@@ -354,6 +416,62 @@ impl RouteCompiler<'_, '_> {
         }
         Some(Rule { label, conditions })
     }
+}
+
+/// Parses `"{claims.department}-{user}"` into parts; unknown placeholders are errors.
+fn parse_template(text: &str) -> Result<HeaderTemplate, String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_string()));
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("\"{text}\": a {{ without its }}"));
+        };
+        let name = &rest[open + 1..open + close];
+        parts.push(match name {
+            "user" => TemplatePart::User,
+            "email" => TemplatePart::Email,
+            "preferred_username" => TemplatePart::PreferredUsername,
+            "tenant" => TemplatePart::Tenant,
+            n if n.starts_with("claims.") && n.len() > 7 => TemplatePart::Claim(n[7..].to_string()),
+            other => {
+                return Err(format!(
+                    "\"{text}\": unknown placeholder {{{other}}}; expected {{user}}, {{email}}, {{preferred_username}}, {{tenant}} or {{claims.NAME}}"
+                ));
+            }
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_string()));
+    }
+    Ok(HeaderTemplate(parts))
+}
+
+/// Headers a route may not set: they belong to the connection, to the request's target, or to Postern.
+fn is_reserved_header(name: &http::HeaderName) -> bool {
+    crate::upstream::headers::is_identity_header(name)
+        || matches!(
+            name.as_str(),
+            "host"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "content-length"
+                | "cookie"
+                | "authorization"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "forwarded"
+                | "x-request-id"
+        )
 }
 
 fn location_of(src: &Source<'_>, span: std::ops::Range<usize>) -> String {
@@ -397,7 +515,12 @@ fn check_ambiguity(policy: &Policy, out: &mut Diagnostics) {
 fn index(policy: &mut Policy) {
     let mut order: Vec<usize> = (0..policy.routes.len()).collect();
     // Longest path first, so the first route that covers a path is the most specific one.
-    order.sort_by_key(|&i| std::cmp::Reverse(policy.routes[i].path.trim_end_matches('/').len()));
+    order.sort_by_key(|&i| {
+        let path = &policy.routes[i].path;
+        // A glob is less specific than a literal path of the same length.
+        let literal = super::path::literal_prefix_len(path);
+        std::cmp::Reverse((literal.min(path.trim_end_matches('/').len()), !path.contains('*')))
+    });
     let mut wildcard: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in order {
         match &policy.routes[i].host {
@@ -495,5 +618,88 @@ public = true
         let text = "[[route]]\nname = \"x\"\nhost = \"a b\"\nupstream = \"ftp://x\"\nauth = [\"cookie\"]\nallow = [{ groups = [] }]\n";
         let err = load(text).unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+}
+
+#[cfg(test)]
+mod route_option_tests {
+    use super::*;
+    use crate::identity::{Identity, Proof};
+
+    fn load(text: &str) -> Result<(Policy, Diagnostics), Diagnostics> {
+        load_sources(&[(PathBuf::from("p.toml"), text.to_string())])
+    }
+
+    #[test]
+    fn extra_headers_render_claims_and_bad_templates_are_errors() {
+        let text = r#"
+[[route]]
+name = "x"
+host = "*"
+upstream = "http://10.0.0.1"
+identity_headers = ["user", "assertion"]
+headers = { "X-Team" = "{claims.department}/{user}" }
+allow = [{ users = ["o"] }]
+"#;
+        let (p, _) = load(text).unwrap();
+        let route = &p.routes()[0];
+        assert!(route.identity_headers.user && !route.identity_headers.email && route.identity_headers.assertion);
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "department": "platform"});
+        let id = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session);
+        assert_eq!(route.extra_headers[0].1.render(&id).as_deref(), Some("platform/o"));
+        for bad in ["{claims.}", "{nope}", "{user"] {
+            let err = load(&text.replace("{claims.department}/{user}", bad)).unwrap_err();
+            assert!(err.to_string().contains("p.toml:7:"), "{bad}: {err}");
+        }
+        let err = load(&text.replace("X-Team", "X-Forwarded-User")).unwrap_err();
+        assert!(err.to_string().contains("cannot be set by a route"), "{err}");
+    }
+
+    #[test]
+    fn emails_need_an_explicit_opt_in_and_a_verified_address() {
+        let rule = "[[route]]\nname = \"x\"\nhost = \"*\"\nupstream = \"http://10.0.0.1\"\nallow = [{ emails = [\"alice@example.com\"] }]\n";
+        let err = load(rule).unwrap_err();
+        assert!(err.to_string().contains("allow_email_identifiers"), "{err}");
+        let (p, _) = load(&format!("allow_email_identifiers = true\n{rule}")).unwrap();
+        let route = &p.routes()[0];
+        let id = |verified: bool| {
+            let c = serde_json::json!({"sub": "s", "email": "Alice@example.com", "email_verified": verified});
+            Identity::from_claims(c.as_object().cloned().unwrap(), Proof::Session)
+        };
+        assert!(crate::policy::decide(route, &id(true)).allow);
+        assert!(!crate::policy::decide(route, &id(false)).allow, "an unverified email never matches");
+    }
+
+    #[test]
+    fn mfa_accepts_configured_acr_values() {
+        let text = "mfa_acr_values = [\"c2\"]\n[[route]]\nname = \"x\"\nhost = \"*\"\nupstream = \"http://10.0.0.1\"\nallow = [{ mfa = true }]\n";
+        let (p, _) = load(text).unwrap();
+        let id = |c: serde_json::Value| Identity::from_claims(c.as_object().cloned().unwrap(), Proof::Session);
+        let route = &p.routes()[0];
+        assert!(crate::policy::decide(route, &id(serde_json::json!({"sub": "s", "acr": "c2"}))).allow);
+        assert!(crate::policy::decide(route, &id(serde_json::json!({"sub": "s", "amr": ["mfa"]}))).allow);
+        assert!(!crate::policy::decide(route, &id(serde_json::json!({"sub": "s", "acr": "c1", "amr": ["pwd"]}))).allow);
+    }
+
+    #[test]
+    fn glob_routes_are_less_specific_than_literal_ones() {
+        let route = |name: &str, path: &str| {
+            format!(
+                "[[route]]\nname = \"{name}\"\nhost = \"h\"\npath = \"{path}\"\nupstream = \"http://10.0.0.1\"\nallow = [{{ users = [\"o\"] }}]\n"
+            )
+        };
+        let text = [
+            route("settings", "/projects/*/settings"),
+            route("projects", "/projects"),
+            route("admin", "/api/**/admin"),
+        ]
+        .concat();
+        let (p, _) = load(&text).unwrap();
+        let name = |path: &str| p.route("h", path, &http::Method::GET).map(|r| r.name.clone());
+        assert_eq!(name("/projects/web/settings/x").as_deref(), Some("settings"));
+        assert_eq!(name("/projects/web/issues").as_deref(), Some("projects"));
+        assert_eq!(name("/api/v4/admin/users").as_deref(), Some("admin"));
+        assert_eq!(name("/api/v4/users"), None);
+        assert!(load(&route("bad", "/projects/a*b")).is_err());
     }
 }

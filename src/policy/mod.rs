@@ -62,12 +62,88 @@ pub struct Route {
     pub public: bool,
     /// Bearer audiences this route accepts (`None`: the issuer's).
     pub audiences: Option<Vec<String>>,
+    /// Identity headers sent to the upstream.
+    pub identity_headers: IdentityHeaders,
+    /// Extra request headers built from the identity.
+    pub extra_headers: Vec<(http::HeaderName, HeaderTemplate)>,
     /// Alternatives that allow.
     pub allow: Vec<Rule>,
     /// Alternatives that deny, checked first.
     pub deny: Vec<Rule>,
     /// Where the route is defined: `policies/gitlab.toml:12`.
     pub location: String,
+}
+
+/// Which identity headers a route sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    /// `X-Forwarded-User`
+    pub user: bool,
+    /// `X-Forwarded-Email`
+    pub email: bool,
+    /// `X-Forwarded-Preferred-Username`
+    pub preferred_username: bool,
+    /// `X-Forwarded-Groups`
+    pub groups: bool,
+    /// `X-Postern-Jwt-Assertion`
+    pub assertion: bool,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders { user: true, email: true, preferred_username: true, groups: true, assertion: true }
+    }
+}
+
+/// A header value built from the identity: literal text and placeholders such as `{claims.department}`,
+/// `{user}`, `{email}`, `{preferred_username}`, `{tenant}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderTemplate(pub Vec<TemplatePart>);
+
+/// A piece of a [`HeaderTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text as written.
+    Literal(String),
+    /// The stable subject.
+    User,
+    /// Email.
+    Email,
+    /// Preferred username.
+    PreferredUsername,
+    /// Tenant id.
+    Tenant,
+    /// A claim's value (strings as they are, other JSON values as JSON; arrays joined with commas).
+    Claim(String),
+}
+
+impl HeaderTemplate {
+    /// The value for `identity`; `None` when a placeholder has no value (the header is then left out).
+    pub fn render(&self, id: &crate::identity::Identity) -> Option<String> {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                TemplatePart::Literal(t) => out.push_str(t),
+                TemplatePart::User => out.push_str(&id.subject),
+                TemplatePart::Email => out.push_str(id.email.as_deref()?),
+                TemplatePart::PreferredUsername => out.push_str(id.preferred_username.as_deref()?),
+                TemplatePart::Tenant => out.push_str(id.tenant.as_deref()?),
+                TemplatePart::Claim(name) => match id.claims.get(name)? {
+                    serde_json::Value::String(s) => out.push_str(s),
+                    serde_json::Value::Array(items) => {
+                        let parts: Vec<String> = items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                            .collect();
+                        out.push_str(&parts.join(","));
+                    }
+                    serde_json::Value::Null => return None,
+                    other => out.push_str(&other.to_string()),
+                },
+            }
+        }
+        Some(out)
+    }
 }
 
 /// How a route's host is matched.
@@ -112,8 +188,10 @@ pub enum Condition {
         /// Exact values, or globs with `*`.
         patterns: Vec<String>,
     },
-    /// `amr` contains `mfa`.
-    Mfa,
+    /// Any of these email addresses, verified (`email_verified` or Entra's `xms_edov` is true).
+    Emails(Vec<String>),
+    /// `amr` contains `mfa`, or `acr` is one of these values.
+    Mfa(Vec<String>),
     /// Proven this way.
     Auth(Proof),
 }
@@ -129,7 +207,8 @@ impl Condition {
             Condition::Issuer(_) => "issuer",
             Condition::Tenant(_) => "tenant",
             Condition::Claim { .. } => "claims",
-            Condition::Mfa => "mfa",
+            Condition::Emails(_) => "emails",
+            Condition::Mfa(_) => "mfa",
             Condition::Auth(_) => "auth",
         }
     }
@@ -197,6 +276,11 @@ impl Policy {
 impl Route {
     /// True when this route covers the (normalised) path and the method.
     pub fn covers(&self, path: &str, method: &Method) -> bool {
-        path::has_path_prefix(path, &self.path) && self.methods.as_ref().is_none_or(|m| m.contains(method))
+        let path_ok = if self.path.contains('*') {
+            path::glob_prefix_match(&self.path, path)
+        } else {
+            path::has_path_prefix(path, &self.path)
+        };
+        path_ok && self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
 }

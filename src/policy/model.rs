@@ -15,6 +15,13 @@ pub struct PolicyFile {
     /// The routes.
     #[serde(default)]
     pub route: Vec<Spanned<RouteFile>>,
+    /// Allow `emails` conditions in this file. Email addresses can be reassigned and, from some providers,
+    /// are not verified; matching on them is an explicit choice, and only verified addresses ever match.
+    #[serde(default)]
+    pub allow_email_identifiers: bool,
+    /// `acr` values that count as multi-factor sign-in for `mfa = true`, besides `amr` containing `mfa`.
+    #[serde(default)]
+    pub mfa_acr_values: Vec<String>,
 }
 
 /// `[[route]]`
@@ -40,6 +47,11 @@ pub struct RouteFile {
     /// No sign-in needed; identity headers are still stripped.
     #[serde(default)]
     pub public: bool,
+    /// Which identity headers to send: any of `user`, `email`, `preferred_username`, `groups`, `assertion`
+    /// (default: all).
+    pub identity_headers: Option<Vec<Spanned<String>>>,
+    /// Extra request headers from the identity: `{ "X-Team" = "{claims.department}" }`.
+    pub headers: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     /// Bearer-token audiences this route accepts (narrows the issuer's list).
     pub audiences: Option<Vec<Spanned<String>>>,
     /// Alternatives that let a request through.
@@ -58,6 +70,8 @@ pub struct RuleFile {
     pub groups: Option<Vec<Spanned<String>>>,
     /// Any of these users (subject or object id).
     pub users: Option<Vec<Spanned<String>>>,
+    /// Any of these verified email addresses (needs `allow_email_identifiers = true` in the file).
+    pub emails: Option<Vec<Spanned<String>>>,
     /// Any of these app roles.
     pub roles: Option<Vec<Spanned<String>>>,
     /// Any of these delegated scopes.

@@ -127,8 +127,46 @@ pub fn has_path_prefix(path: &str, prefix: &str) -> bool {
     path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
+/// Matches a route path pattern with globs against a path, as a prefix at a segment boundary: `*` is one
+/// whole segment, `**` any number of segments (none included). `/projects/*/settings` covers
+/// `/projects/web/settings/general`; `/api/**/admin` covers `/api/admin` and `/api/v4/x/admin/users`.
+pub fn glob_prefix_match(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let path: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segments_match(&pattern, &path)
+}
+
+fn segments_match(pattern: &[&str], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        // The whole pattern matched a prefix of the path.
+        None => true,
+        Some((&"**", rest)) => (0..=path.len()).any(|skip| segments_match(rest, &path[skip..])),
+        Some((segment, rest)) => match path.split_first() {
+            Some((first, path_rest)) => (*segment == "*" || segment == first) && segments_match(rest, path_rest),
+            None => false,
+        },
+    }
+}
+
+/// The length of a path pattern's literal part before its first glob: how specific it is.
+pub fn literal_prefix_len(pattern: &str) -> usize {
+    pattern.find('*').unwrap_or(pattern.len())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn globs_match_whole_segments_as_prefixes() {
+        assert!(glob_prefix_match("/projects/*/settings", "/projects/web/settings"));
+        assert!(glob_prefix_match("/projects/*/settings", "/projects/web/settings/general"));
+        assert!(!glob_prefix_match("/projects/*/settings", "/projects/settings"));
+        assert!(!glob_prefix_match("/projects/*/settings", "/projects/web/settingsx"));
+        assert!(glob_prefix_match("/api/**/admin", "/api/admin"));
+        assert!(glob_prefix_match("/api/**/admin", "/api/v4/x/admin/users"));
+        assert!(!glob_prefix_match("/api/**/admin", "/api/v4/administrator"));
+        assert!(glob_prefix_match("/**", "/anything/at/all"));
+    }
+
     use super::*;
 
     #[test]

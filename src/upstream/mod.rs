@@ -147,6 +147,10 @@ impl UpstreamClient {
                 }
             }
         }
+        // Whatever the client sent under a name Postern sets is replaced, never merged.
+        for (name, _) in &f.identity_headers {
+            h.remove(name);
+        }
         for (name, value) in f.identity_headers {
             h.append(name, value);
         }
