@@ -50,7 +50,7 @@ impl Outcome {
 pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let st = shared.load_full();
-    let request_id = crate::secret::random_token(12);
+    let request_id = request_id(&st, conn, &req);
     st.metrics.in_flight.inc();
     let outcome = route_and_forward(&st, conn, req, &request_id, started).await;
     st.metrics.in_flight.dec();
@@ -217,6 +217,20 @@ async fn route_and_forward(
             Outcome { response, route: Some(route), allow: true, reason: e.code() }
         }
     }
+}
+
+/// The request id: a trusted front proxy's `X-Request-Id` when it set a sane one, else a new random id.
+fn request_id(st: &State, conn: Conn, req: &Request<Incoming>) -> String {
+    let trusted = st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip()));
+    if trusted
+        && let Some(id) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return id.to_string();
+    }
+    crate::secret::random_token(12)
 }
 
 /// Postern's own endpoints.
