@@ -259,6 +259,7 @@ async fn reserved(
         }
         "/oauth2/callback" => login::callback(st, req.headers(), query, request_id, html).await,
         "/oauth2/sign_out" => login::sign_out(st, req.headers(), query, request_id).await,
+        "/oauth2/frontchannel_logout" => login::frontchannel_logout(st, query, request_id).await,
         "/oauth2/signed_out" => login::signed_out(st, query, request_id, html),
         "/oauth2/auth" => forward_auth(st, conn, req, request_id).await,
         "/oauth2/userinfo" => userinfo(st, req, request_id).await,

@@ -404,6 +404,60 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
     response
 }
 
+/// Front-channel logout (`/oauth2/frontchannel_logout?sid=…&iss=…`), called by the provider in a hidden frame
+/// when the user signs out there: ends every session that sign-in created. The cookie is not used (a cross-site
+/// frame does not send a `SameSite=Lax` cookie); the `sid` names the sessions.
+pub async fn frontchannel_logout(st: &State, query: Option<&str>, request_id: &str) -> Response<Body> {
+    let q = query_map(query);
+    if let Some(iss) = q.get("iss")
+        && *iss != st.provider.config().issuer
+    {
+        tracing::warn!(request_id, "front-channel logout for another issuer ignored");
+        return Page::new(
+            StatusCode::BAD_REQUEST,
+            "Not signed out",
+            "This logout is for another issuer.",
+            "logout-wrong-issuer",
+            request_id,
+        )
+        .render(true);
+    }
+    let Some(sid) = q.get("sid").filter(|s| !s.is_empty() && s.len() <= 256) else {
+        return Page::new(
+            StatusCode::BAD_REQUEST,
+            "Not signed out",
+            "The logout request names no session (sid).",
+            "logout-no-sid",
+            request_id,
+        )
+        .render(true);
+    };
+    match st.sessions.end_by_sid(sid).await {
+        Ok(n) => {
+            tracing::info!(target: "audit", request_id, event = "front-channel-logout", sessions = n, "sessions ended by the provider");
+            Page::new(
+                StatusCode::OK,
+                "Signed out",
+                "Your Postern sessions from this sign-in have ended.",
+                "signed-out",
+                request_id,
+            )
+            .render(true)
+        }
+        Err(e) => {
+            tracing::error!(request_id, error = %e, "front-channel logout failed");
+            Page::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not signed out",
+                "Postern could not end the sessions.",
+                "session-store-failed",
+                request_id,
+            )
+            .render(true)
+        }
+    }
+}
+
 /// The page shown after sign-out.
 pub fn signed_out(st: &State, query: Option<&str>, request_id: &str, html: bool) -> Response<Body> {
     let q = query_map(query);

@@ -58,6 +58,18 @@ impl SessionStore for MemoryStore {
             Ok(())
         })
     }
+
+    fn delete_by_sid<'a>(&'a self, sid: &'a str) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            // A scan: front-channel logouts are rare next to requests, and an index would cost every sign-in.
+            let ids: Vec<String> =
+                self.cache.iter().filter(|(_, s)| s.sid.as_deref() == Some(sid)).map(|(id, _)| (*id).clone()).collect();
+            for id in &ids {
+                self.cache.invalidate(id).await;
+            }
+            Ok(ids.len())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +127,18 @@ pub(crate) mod conformance {
             }
         }
         assert!(sessions.get(s.id.expose()).await.unwrap().is_none(), "session past max lifetime ended");
+        // end by provider session id: exactly the sessions carrying that sid
+        let a = sessions.create(identity(), None, None).await.unwrap();
+        let b = sessions.create(identity(), None, None).await.unwrap();
+        let other = {
+            let claims = serde_json::json!({"sub": "t", "sid": "sid-2", "exp": 1});
+            Identity::from_claims(claims.as_object().cloned().unwrap_or_default(), Proof::Session)
+        };
+        let c = sessions.create(other, None, None).await.unwrap();
+        assert_eq!(sessions.end_by_sid("sid-1").await.unwrap(), 2);
+        assert!(sessions.get(a.id.expose()).await.unwrap().is_none());
+        assert!(sessions.get(b.id.expose()).await.unwrap().is_none());
+        assert!(sessions.get(c.id.expose()).await.unwrap().is_some());
         // delete
         let s = sessions.create(identity(), None, None).await.unwrap();
         sessions.end(s.id.expose()).await.unwrap();

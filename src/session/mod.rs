@@ -54,6 +54,8 @@ pub trait SessionStore: Send + Sync + Debug {
     fn save<'a>(&'a self, session: Session) -> StoreFuture<'a, ()>;
     /// Removes a session; removing a missing one is not an error.
     fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes every session created by the provider session `sid`; returns how many.
+    fn delete_by_sid<'a>(&'a self, sid: &'a str) -> StoreFuture<'a, usize>;
 }
 
 /// Session lifecycle over a store.
@@ -130,6 +132,11 @@ impl Sessions {
     /// Ends a session.
     pub async fn end(&self, ticket: &str) -> Result<(), StoreError> {
         self.store.delete(ticket).await
+    }
+
+    /// Ends every session of the provider session `sid` (front-channel logout).
+    pub async fn end_by_sid(&self, sid: &str) -> Result<usize, StoreError> {
+        self.store.delete_by_sid(sid).await
     }
 
     /// The session cookie's lifetime in the browser: the session's remaining absolute lifetime.
