@@ -1,0 +1,20 @@
+//! Postern's integration tests: one test binary (so the 2-core machine links once), one module per area.
+//! Every test starts real servers on 127.0.0.1 with ephemeral ports — Postern, the development OpenID
+//! provider signing real RS256 tokens, the echo upstream — and drives them with a real HTTP client holding a
+//! cookie jar. Tests assert what a user or an upstream observes: statuses, headers, cookies, bodies.
+
+// clippy.toml allows these inside #[test] functions only; in a test binary's helpers a failed expectation is a
+// failed test too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod bearer;
+mod big_transfer;
+mod callback_attacks;
+mod cli;
+mod login_flow;
+mod open_redirect;
+mod proxy;
+mod sessions;
+mod sign_out;
