@@ -17,7 +17,7 @@ use crate::metrics::{OutcomeLabels, RequestLabels, RouteLabels};
 use crate::oidc::login;
 use crate::oidc::redirect::{ReturnTo, safe_return_path, safe_return_target};
 use crate::pages::{self, Page, json_response, wants_html};
-use crate::policy::path::{normalize_host, normalize_path};
+use crate::policy::path::{matching_path, normalize_host, normalize_path};
 use crate::policy::{Route, decide};
 use crate::state::{Shared, State};
 use crate::upstream::Forward;
@@ -93,7 +93,7 @@ async fn route_and_forward(
             Page::new(StatusCode::BAD_REQUEST, "Bad request", "The request names no host.", "missing-host", request_id);
         return Outcome::deny(page.render(html), None, "missing-host");
     };
-    let Some(route) = st.policy.route(&host, &path, req.method()).cloned() else {
+    let Some(route) = st.policy.route(&host, &matching_path(&path), req.method()).cloned() else {
         tracing::info!(target: "audit", request_id, host = %host, path = %path, decision = "deny", reason = "no-route", status = 404u16, "no route");
         let page = Page::new(
             StatusCode::NOT_FOUND,
@@ -306,7 +306,7 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     let uri = get("x-forwarded-uri").unwrap_or("/");
     let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
     let Ok(path) = normalize_path(raw_path) else { return answer(StatusCode::BAD_REQUEST, "bad-path") };
-    let Some(route) = st.policy.route(&host, &path, &method).cloned() else {
+    let Some(route) = st.policy.route(&host, &matching_path(&path), &method).cloned() else {
         tracing::info!(target: "audit", request_id, mode = "forward-auth", host = %host, path = %path, decision = "deny", reason = "no-route", "no route");
         return answer(StatusCode::FORBIDDEN, "no-route");
     };

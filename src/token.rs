@@ -127,10 +127,15 @@ impl BearerValidator {
                     Err(e) => Outcome::Refused(e),
                 };
                 let ttl = match &outcome {
-                    Outcome::Valid(id, _) => id.expires_at.saturating_add(self.leeway).saturating_sub(now).max(1),
-                    Outcome::Refused(_) => REFUSED_TTL.as_secs(),
+                    Outcome::Valid(id, _) => Some(id.expires_at.saturating_add(self.leeway).saturating_sub(now).max(1)),
+                    // An unknown key may be published a moment later (rotation); the refetch rate limit already
+                    // keeps a flood of made-up key ids cheap, so this refusal is not remembered.
+                    Outcome::Refused(TokenError::UnknownKey) => None,
+                    Outcome::Refused(_) => Some(REFUSED_TTL.as_secs()),
                 };
-                self.cache.insert(key, (outcome.clone(), ttl));
+                if let Some(ttl) = ttl {
+                    self.cache.insert(key, (outcome.clone(), ttl));
+                }
                 outcome
             }
         };

@@ -85,6 +85,10 @@ pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
         return None;
     }
     let mut path = target.path().to_string();
+    // Dot segments can resolve to a scheme-relative `//host` (`/.//evil.com`): a browser would leave for it.
+    if path.starts_with("//") || percent_decode(&path).starts_with("//") {
+        return None;
+    }
     if let Some(q) = target.query() {
         path.push('?');
         path.push_str(q);
@@ -140,6 +144,9 @@ mod tests {
             "evil.com",
             "/a\r\nLocation: https://evil.com",
             " //evil.com",
+            "/.//evil.com",
+            "/%2e//evil.com",
+            "/a/..//evil.com",
             "",
         ] {
             assert_eq!(ok(bad), None, "{bad:?} was accepted");

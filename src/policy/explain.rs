@@ -179,7 +179,7 @@ pub(crate) fn explain_request(policy: &Policy, method: &Method, url: &str, ident
         }
     };
     match normalize_path(uri.path()) {
-        Ok(p) => out.path = p,
+        Ok(p) => out.path = super::path::matching_path(&p).into_owned(),
         Err(e) => {
             out.problem = Some(format!("path \"{}\": {e}", uri.path()));
             out.decision = deny("bad-path");

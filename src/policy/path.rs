@@ -99,6 +99,21 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
+/// The path policies are matched on: the normalised path with encoded slashes and backslashes (`%2F`, `%5C`)
+/// read as separators, and dot segments resolved again. The normalised path itself (with `%2F` kept, as tools
+/// like GitLab need) is what is forwarded; matching on the stricter form means an upstream that decodes `%2F`
+/// cannot be reached at `/admin/users` through `/admin%2Fusers` under a looser route.
+pub fn matching_path(normalized: &str) -> std::borrow::Cow<'_, str> {
+    if !normalized.contains("%2F") && !normalized.contains("%5C") {
+        return std::borrow::Cow::Borrowed(normalized);
+    }
+    let slashed = normalized.replace("%2F", "/").replace("%5C", "/");
+    match normalize_path(&slashed) {
+        Ok(p) => std::borrow::Cow::Owned(p),
+        Err(_) => std::borrow::Cow::Owned(slashed),
+    }
+}
+
 /// Normalises a host for matching: lower case, without a port and without a trailing dot.
 pub fn normalize_host(raw: &str) -> String {
     let raw = raw.trim();
@@ -202,6 +217,14 @@ mod tests {
         assert_eq!(normalize_path("/a%2"), Err(PathError::BadEncoding));
         assert_eq!(normalize_path("/a%00b"), Err(PathError::BadEncoding));
         assert_eq!(normalize_path("a"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn encoded_slashes_separate_segments_for_matching_only() {
+        assert_eq!(matching_path("/admin%2Fusers"), "/admin/users");
+        assert_eq!(matching_path("/a%2F..%2Fadmin"), "/admin");
+        assert_eq!(matching_path("/x%5Cadmin"), "/x/admin");
+        assert_eq!(matching_path("/plain/path"), "/plain/path");
     }
 
     #[test]

@@ -55,9 +55,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every identity header a client sent.
+/// Removes every identity header a client sent, and every header with an underscore in its name: CGI-style
+/// upstreams read `X_Forwarded_User` as `X-Forwarded-User`, so underscores would let a client forge any header
+/// Postern sets (nginx drops them by default for the same reason).
 pub fn remove_identity_headers(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n)).cloned().collect();
+    let spoofed: Vec<HeaderName> =
+        headers.keys().filter(|n| is_identity_header(n) || n.as_str().contains('_')).cloned().collect();
     for name in spoofed {
         headers.remove(name);
     }

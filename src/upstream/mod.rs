@@ -123,12 +123,14 @@ impl UpstreamClient {
         let upgrade_protocol = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        // The authority the client asked for: Host (HTTP/1.1) or :authority (HTTP/2).
+        // The authority the request was routed by: the URI's (absolute-form, HTTP/2 :authority), else Host. RFC 9112
+        // §3.2.2: with an absolute-form target, Host is ignored and replaced — else a request could be judged for
+        // one host and delivered to another.
         let original_host = req
-            .headers()
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| req.headers().get(header::HOST).cloned());
 
         let h = req.headers_mut();
         headers::remove_hop_by_hop(h);

@@ -232,7 +232,6 @@ async fn a_token_signed_with_the_providers_new_key_is_accepted_after_a_rotation(
 /// a token with a brand-new `kid` can be refused while the limit holds. Once it has passed, the same token must
 /// work: the refusal was about Postern's key cache, not about the token.
 #[tokio::test]
-#[ignore = "bug: a token refused for an unknown kid while key refetch is rate-limited stays refused for 30 s (REFUSED_TTL), after the new key could be fetched"]
 async fn a_token_refused_while_key_refetch_was_rate_limited_is_accepted_once_the_limit_passes() {
     let demo = start_demo().await;
     let valid = demo.provider.mint_access_token(app_claims(json!({})));
