@@ -51,6 +51,9 @@ enum Command {
         /// Postern's address; loopback only. The echo upstream takes the next port when it is free.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Send the demo routes to this upstream (a tool of yours on loopback) instead of the echo upstream.
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
     },
     /// Check a config file and its policies without starting anything; exits non-zero on errors.
     ///
@@ -121,7 +124,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
-        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(demo(listen))),
+        Command::Demo { listen, upstream } => runtime().and_then(|rt| rt.block_on(demo(listen, upstream))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,10 +283,17 @@ async fn serve(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn demo(listen: SocketAddr) -> Result<()> {
+async fn demo(listen: SocketAddr, upstream: Option<String>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let echo_listen = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1));
-    let options = postern::demo::DemoOptions { listen, echo_listen, ..Default::default() };
+    let mut options = postern::demo::DemoOptions { listen, echo_listen, ..Default::default() };
+    if let Some(upstream) = upstream {
+        let url = url::Url::parse(&upstream).context("--upstream is not a URL")?;
+        if !url.host().as_ref().is_some_and(postern::config::is_loopback_host) {
+            bail!("--upstream must be on a loopback address: the demo's provider is for development only");
+        }
+        options.policy = options.policy.replace(postern::demo::DEMO_POLICY_UPSTREAM, upstream.trim_end_matches('/'));
+    }
     let demo = postern::demo::start(options, stop_rx).await?;
     println!();
     println!("  Postern demo is running. Open {}/ in a browser.", demo.url);
