@@ -17,18 +17,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use crate::support::files::{Listen, Stack, TempDir, free_port, start_stack, write_config};
 use crate::support::*;
 
-/// The demo's routes plus a public one, one to a closed port and one with a 1 s timeout.
+/// The demo's routes (which include a public one at /public), plus one to a closed port and one with a 1 s
+/// timeout.
 fn proxy_policy() -> String {
     let closed = free_port();
     format!(
         r#"{DEMO_POLICY}
-[[route]]
-name = "public"
-host = "*"
-path = "/public"
-upstream = "http://127.0.0.1:8081"
-public = true
-
 [[route]]
 name = "down"
 host = "*"
