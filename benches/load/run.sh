@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Load benchmark: Postern against nginx, on this machine, in one run.
+#
+#   benches/load/run.sh [--duration 10s] [--rounds 3] [--connections 64]
+#
+# Cases (each measured with wrk, 1 thread, keep-alive, a small fixed response):
+#   a. the upstream directly (nginx returning a fixed body)
+#   b. nginx as a plain reverse proxy to it, with a keep-alive upstream pool (the reference ceiling)
+#   c. Postern with a session cookie        (identity headers and signed assertion on)
+#   d. Postern with a cached bearer token   (identity headers and signed assertion on)
+#   e. Postern on a public route
+# Rounds alternate the cases; medians are reported, with ratios to (b). Also Postern's RSS idle and after
+# the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
+# Installs nginx and wrk from the system's packages when missing. Loopback only.
+set -euo pipefail
+
+DURATION=10s; ROUNDS=3; CONNS=64; WARMUP=3s
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --connections) CONNS="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >/dev/null; }; }
+need nginx nginx
+need wrk wrk
+[ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx || NGINX=$(command -v nginx)
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UP=$(free_port); NG=$(free_port); PO=$(free_port)
+
+# The fixed upstream and nginx as a reverse proxy: one nginx process, two servers, one worker per core.
+cat > "$work/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fcgi;
+  uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
+  upstream fixed { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "hello from the upstream\n"; } }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+"$NGINX" -p "$work" -c "$work/nginx.conf" & pids+=($!)
+
+# Postern: the demo (its development provider) in front of the fixed upstream.
+(cd "$top" && cargo build --release --quiet)
+POSTERN="$top/target/release/postern"
+"$POSTERN" demo --listen "127.0.0.1:$PO" --upstream "http://127.0.0.1:$UP" --log warn > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
+PPID_POSTERN=${pids[-1]}
+for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
+ISSUER=$(grep -o 'provider (for development only): [^ ]*' "$work/demo.out" | awk '{print $NF}')
+BASE="http://127.0.0.1:$PO"
+
+# A session cookie: sign in as alice through the provider.
+jar="$work/jar"
+loc() { curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "$1"; }
+a=$(loc "$BASE/"); b=$(loc "$a&login_hint=alice"); loc "$b" > /dev/null
+COOKIE=$(awk '$6 == "postern" {print $7}' "$jar")
+[ -n "$COOKIE" ] || { echo "sign-in failed" >&2; exit 1; }
+# A bearer token: the provider's client-credentials grant (an app with the Deploy.Write role).
+TOKEN=$(curl -s -u postern-demo:demo-secret-not-for-production -d grant_type=client_credentials \
+  -d scope=api://postern/.default "$ISSUER/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+check() { code=$(curl -s -o /dev/null -w '%{http_code}' "$@"); [ "$code" = 200 ] || { echo "setup check failed ($code): $*" >&2; exit 1; }; }
+check "http://127.0.0.1:$UP/"; check "http://127.0.0.1:$NG/"
+check -H "Cookie: postern=$COOKIE" "$BASE/"; check -H "Authorization: Bearer $TOKEN" "$BASE/"; check "$BASE/public/"
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$PPID_POSTERN/status"; }
+RSS_IDLE=$(rss)
+
+declare -A CASE_ARGS=(
+  [a_upstream]="http://127.0.0.1:$UP/"
+  [b_nginx]="http://127.0.0.1:$NG/"
+  [c_postern_session]="-H|Cookie: postern=$COOKIE|$BASE/"
+  [d_postern_bearer]="-H|Authorization: Bearer $TOKEN|$BASE/"
+  [e_postern_public]="$BASE/public/"
+)
+ORDER=(a_upstream b_nginx c_postern_session d_postern_bearer e_postern_public)
+results="$work/results.txt"; : > "$results"
+run_wrk() { # case duration
+  IFS='|' read -r -a args <<< "${CASE_ARGS[$1]}"
+  wrk -t1 -c"$CONNS" -d"$2" --timeout 5s -s "$here/report.lua" "${args[@]}" | grep '^RESULT' || true
+}
+for c in "${ORDER[@]}"; do run_wrk "$c" "$WARMUP" > /dev/null; done
+for r in $(seq "$ROUNDS"); do
+  for c in "${ORDER[@]}"; do
+    line=$(run_wrk "$c" "$DURATION"); echo "$r $c $line" >> "$results"; echo "round $r $c: ${line#RESULT }" >&2
+  done
+done
+RSS_AFTER=$(rss)
+
+mkdir -p "$top/benches/results"
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+cp "$results" "$top/benches/results/load-$stamp.txt"
+python3 - "$results" "$RSS_IDLE" "$RSS_AFTER" "$CONNS" "$DURATION" "$ROUNDS" <<'PY'
+import re, statistics, sys, platform, os, datetime
+path, rss_idle, rss_after, conns, duration, rounds = sys.argv[1:]
+data = {}
+for line in open(path):
+    parts = line.split()
+    if len(parts) < 3: continue
+    case = parts[1]; kv = dict(p.split('=') for p in parts[3:] if '=' in p)
+    data.setdefault(case, []).append({k: float(v) for k, v in kv.items()})
+med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in data.items()}
+ref = med.get('b_nginx', {})
+cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+print(f"Machine: {os.cpu_count()} cores, {cpu}; {datetime.date.today()}; wrk 1 thread, {conns} connections, {duration} x {rounds} rounds (medians)\n")
+print("| case | requests/s | × nginx | p50 | p99 | p99.9 | p99 × nginx | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for c in sorted(med):
+    m = med[c]
+    ratio = m['rps'] / ref['rps'] if ref else float('nan')
+    tail = m['p99'] / ref['p99'] if ref else float('nan')
+    print(f"| {c} | {m['rps']:.0f} | {ratio:.2f} | {m['p50']/1000:.2f} ms | {m['p99']/1000:.2f} ms | {m['p999']/1000:.2f} ms | {tail:.2f} | {m['errors']:.0f} |")
+print(f"\nPostern RSS: {int(rss_idle)//1024} MiB idle (one session), {int(rss_after)//1024} MiB after the run.")
+PY
