@@ -230,7 +230,18 @@ fn request_id(st: &State, conn: Conn, req: &Request<Incoming>) -> String {
     {
         return id.to_string();
     }
-    crate::secret::random_token(12)
+    new_request_id()
+}
+
+/// A new request id: a random per-process prefix and a counter. Unique, cheap, and not a secret (it is shown on
+/// error pages), so it does not need the system's random generator on every request.
+fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::secret::random_token(6));
+    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Postern's own endpoints.
