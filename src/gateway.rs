@@ -314,15 +314,19 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     let Some(host) = get("x-forwarded-host").or_else(|| get("host")).map(normalize_host) else {
         return answer(StatusCode::BAD_REQUEST, "missing-forwarded-host");
     };
-    let uri = get("x-forwarded-uri").unwrap_or("/");
+    // Without the original URI there is nothing to decide on; defaulting to "/" would authorise every path as "/".
+    let Some(uri) = get("x-forwarded-uri") else { return answer(StatusCode::BAD_REQUEST, "missing-forwarded-uri") };
     let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
     let Ok(path) = normalize_path(raw_path) else { return answer(StatusCode::BAD_REQUEST, "bad-path") };
     let Some(route) = st.policy.route(&host, &matching_path(&path), &method).cloned() else {
         tracing::info!(target: "audit", request_id, mode = "forward-auth", host = %host, path = %path, decision = "deny", reason = "no-route", "no route");
         return answer(StatusCode::FORBIDDEN, "no-route");
     };
+    let granted = |reason: &str| {
+        json_response(StatusCode::ACCEPTED, &json!({"decision": "allow", "reason": reason, "request_id": request_id}))
+    };
     if route.public {
-        return answer(StatusCode::ACCEPTED, "public");
+        return granted("public");
     }
     let principal = match authn::authenticate(st, h, &route, request_id).await {
         Authn::Principal(p) => p,
@@ -347,7 +351,7 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     if !decision.allow {
         return answer(StatusCode::FORBIDDEN, decision.reason);
     }
-    let mut r = answer(StatusCode::ACCEPTED, "allowed");
+    let mut r = granted("allowed");
     for (name, value) in identity_headers(st, &route, &principal) {
         let name = match name.as_str() {
             hdr::X_FORWARDED_USER => HeaderName::from_static("x-auth-request-user"),

@@ -15,7 +15,7 @@ use postern::state::State;
 /// provider with a discovery document), services present bearer tokens, and policy files say who may reach
 /// which tool.
 #[derive(Parser, Debug)]
-#[command(name = "postern", version, about, long_about = None, after_help = "Examples:\n  postern demo                                  try it: provider, upstream and Postern on 127.0.0.1\n  postern check --config /etc/postern/postern.toml\n  postern serve --config /etc/postern/postern.toml\n  postern keygen --out-dir /etc/postern")]
+#[command(name = "postern", version, about, long_about = None, after_help = "Examples:\n  postern demo                                  try it: provider, upstream and Postern on 127.0.0.1\n  postern check --config /etc/postern/postern.toml\n  postern serve --config /etc/postern/postern.toml\n  postern explain --config /etc/postern/postern.toml --url https://gitlab.example.com/admin --group eng\n  postern keygen --out-dir /etc/postern\n  postern version")]
 struct Cli {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "POSTERN_LOG_FORMAT")]
@@ -46,6 +46,7 @@ enum Command {
     /// Try Postern: a development OpenID provider, an echo upstream and Postern on 127.0.0.1, no files needed.
     ///
     /// Open the printed URL and sign in as alice (groups eng, admins), bob (eng) or carol (no group).
+    ///
     /// Example: postern demo --listen 127.0.0.1:8080
     Demo {
         /// Postern's address; loopback only. The echo upstream takes the next port when it is free.
@@ -66,6 +67,7 @@ enum Command {
     /// Explain the decision for one request: the route chosen, each rule, and why it is allowed or denied.
     ///
     /// Example: postern explain --url https://gitlab.example.com/admin --group eng --group admins
+    ///
     /// Example: postern explain --method POST --url https://gitlab.example.com/api/v4/packages --auth bearer --claims token-claims.json
     Explain {
         /// The config file (for its policy directory).

@@ -103,15 +103,34 @@ fn utf8_len(first: u8) -> usize {
 /// read as separators, and dot segments resolved again. The normalised path itself (with `%2F` kept, as tools
 /// like GitLab need) is what is forwarded; matching on the stricter form means an upstream that decodes `%2F`
 /// cannot be reached at `/admin/users` through `/admin%2Fusers` under a looser route.
+///
+/// Servlet containers (Tomcat, Jetty under Jenkins, Spring) ignore `;parameters` in path segments and read
+/// `/admin;x=1` as `/admin`, and some stacks decode twice (`%2561` → `%61` → `a`); matching sees through both.
 pub fn matching_path(normalized: &str) -> std::borrow::Cow<'_, str> {
-    if !normalized.contains("%2F") && !normalized.contains("%5C") {
+    if !normalized.contains("%2F")
+        && !normalized.contains("%5C")
+        && !normalized.contains(';')
+        && !normalized.contains("%25")
+    {
         return std::borrow::Cow::Borrowed(normalized);
     }
-    let slashed = normalized.replace("%2F", "/").replace("%5C", "/");
-    match normalize_path(&slashed) {
-        Ok(p) => std::borrow::Cow::Owned(p),
-        Err(_) => std::borrow::Cow::Owned(slashed),
+    let mut path = normalized.to_string();
+    // Twice: a double-encoded form decodes to a once-encoded one, which the second pass resolves.
+    for _ in 0..2 {
+        let unparametered: String =
+            path.split('/').map(|segment| segment.split(';').next().unwrap_or("")).collect::<Vec<_>>().join("/");
+        let decoded = unparametered
+            .replace("%25", "%")
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+            .replace("%5C", "/")
+            .replace("%5c", "/");
+        path = match normalize_path(&decoded) {
+            Ok(p) => p,
+            Err(_) => decoded,
+        };
     }
+    std::borrow::Cow::Owned(path)
 }
 
 /// Normalises a host for matching: lower case, without a port and without a trailing dot.
@@ -225,6 +244,9 @@ mod tests {
         assert_eq!(matching_path("/a%2F..%2Fadmin"), "/admin");
         assert_eq!(matching_path("/x%5Cadmin"), "/x/admin");
         assert_eq!(matching_path("/plain/path"), "/plain/path");
+        assert_eq!(matching_path("/admin;x=1"), "/admin");
+        assert_eq!(matching_path("/admin;jsessionid=1/users"), "/admin/users");
+        assert_eq!(matching_path("/%2561dmin"), "/admin");
     }
 
     #[test]

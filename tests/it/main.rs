@@ -9,12 +9,19 @@
 
 mod support;
 
+mod admin;
 mod bearer;
 mod big_transfer;
 mod callback_attacks;
 mod cli;
+mod cli_policy;
+mod forward_auth;
+mod frontchannel;
+mod handoff;
 mod login_flow;
 mod open_redirect;
+mod policy_bypass;
+mod policy_reload;
 mod proxy;
 mod sessions;
 mod sign_out;

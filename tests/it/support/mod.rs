@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod files;
+pub mod from_files;
 
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -152,6 +153,32 @@ pub async fn sign_in(demo: &Demo, user: &str) -> Client {
     assert_eq!(r.location(), "/");
     assert!(client.cookie(SESSION_COOKIE).is_some());
     client
+}
+
+/// A browser signed in as `user` on the Postern at `url` (any Postern: the demo, or one read from files).
+pub async fn sign_in_at(url: &str, user: &str) -> Client {
+    let client = Client::new();
+    let r = sign_in_flow(&client, url, "/", user).await;
+    assert_signed_in(&r, SESSION_COOKIE);
+    assert_eq!(r.location(), "/");
+    client
+}
+
+/// A client-credentials token from `provider`'s `/token`, as a service would get one.
+pub async fn client_credentials_token(provider: &postern::demo::provider::DevProvider) -> String {
+    use base64::Engine as _;
+    let config = provider.config();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", config.client_id, config.client_secret));
+    let r = Client::new()
+        .post(format!("{}/token", provider.issuer()))
+        .header("authorization", &format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&scope={}", encode("api://postern/.default")))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["access_token"].as_str().expect("an access token").to_string()
 }
 
 /// Seconds since the epoch.

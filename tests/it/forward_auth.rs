@@ -1,0 +1,310 @@
+//! Forward-auth (`/oauth2/auth`): a proxy in front of Postern (nginx `auth_request`, Traefik `forwardAuth`)
+//! asks whether the request it holds may pass, describing it with `X-Forwarded-Method`, `-Proto`, `-Host` and
+//! `-Uri`. Postern answers 202 with the identity, 401 or 403 — and believes those headers only from
+//! `trusted_proxies`, so a client talking to Postern directly cannot choose which URL gets authorised. The
+//! last test puts a real nginx in front.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use http::StatusCode;
+use postern::demo::provider::{GROUP_ADMINS, GROUP_ENG};
+
+use crate::support::files::{TempDir, free_port};
+use crate::support::from_files::{Options, Postern, start_postern};
+use crate::support::*;
+
+/// Postern with the demo policy (`demo`: eng on every host; `demo-admin`: admins on `/admin`), trusting
+/// forward-auth requests from 127.0.0.1, where the tests (and nginx) run.
+async fn start_behind_a_trusted_proxy() -> Postern {
+    start_postern(Options { server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(), ..Options::default() })
+        .await
+}
+
+/// A forward-auth request for `GET https://tools.example.com{uri}` with `client`'s cookies.
+async fn ask(client: &Client, postern: &str, uri: &str) -> Resp {
+    client
+        .get(format!("{postern}/oauth2/auth"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "tools.example.com")
+        .header("x-forwarded-uri", uri)
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn forward_auth_answers_202_with_the_identity_of_a_signed_in_user() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let alice = user("alice");
+    let browser = sign_in_at(&postern.url, "alice").await;
+
+    let r = ask(&browser, &postern.url, "/some/page?x=1").await;
+
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("x-auth-request-user"), Some(alice.oid));
+    assert_eq!(r.header("x-auth-request-email"), Some(alice.email));
+    let mut groups: Vec<&str> = r.header("x-auth-request-groups").expect("groups").split(',').collect();
+    groups.sort_unstable();
+    let mut expected = vec![GROUP_ENG, GROUP_ADMINS];
+    expected.sort_unstable();
+    assert_eq!(groups, expected);
+    let assertion = r.header("x-postern-jwt-assertion").expect("an identity assertion");
+    assert_eq!(assertion.split('.').count(), 3, "a JWT: {assertion}");
+}
+
+#[tokio::test]
+async fn forward_auth_without_a_session_is_401() {
+    let postern = start_behind_a_trusted_proxy().await;
+
+    let r = ask(&Client::new(), &postern.url, "/").await;
+
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_eq!(r.json()["error"], "unauthenticated");
+    assert!(r.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer")), "{:?}", r.headers);
+    assert!(r.header("x-auth-request-user").is_none());
+}
+
+/// The proxy, not Postern, sends a browser to sign in: a browser's forward-auth request is not redirected.
+#[tokio::test]
+async fn forward_auth_never_redirects_a_browser_without_a_session() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let browser = Client::new();
+
+    let r = browser
+        .get(postern.at("/oauth2/auth"))
+        .browser()
+        .header("x-forwarded-host", "tools.example.com")
+        .header("x-forwarded-uri", "/page")
+        .send()
+        .await;
+
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(r.header("location").is_none(), "{:?}", r.headers);
+    assert!(browser.cookies_starting_with(LOGIN_COOKIE_PREFIX).is_empty(), "no sign-in was started");
+}
+
+#[tokio::test]
+async fn forward_auth_accepts_a_bearer_token_the_route_allows_and_refuses_a_bad_one() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let token = client_credentials_token(&postern.stack.provider).await;
+
+    let service = Client::new();
+    let ok = service
+        .get(postern.at("/oauth2/auth"))
+        .bearer(&token)
+        .header("x-forwarded-host", "tools.example.com")
+        .header("x-forwarded-uri", "/deploy")
+        .send()
+        .await;
+    let admin = service
+        .get(postern.at("/oauth2/auth"))
+        .bearer(&token)
+        .header("x-forwarded-host", "tools.example.com")
+        .header("x-forwarded-uri", "/admin")
+        .send()
+        .await;
+    let bad = service
+        .get(postern.at("/oauth2/auth"))
+        .bearer("not.a.jwt")
+        .header("x-forwarded-host", "tools.example.com")
+        .header("x-forwarded-uri", "/deploy")
+        .send()
+        .await;
+
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text());
+    assert_eq!(ok.header("x-auth-request-user"), Some(postern::demo::provider::DEMO_APP_OID));
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "{}", admin.text());
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "{}", bad.text());
+    assert_eq!(bad.json()["error"], "invalid_token");
+}
+
+#[tokio::test]
+async fn forward_auth_refuses_bob_on_an_admin_uri_with_403() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let bob = sign_in_at(&postern.url, "bob").await;
+
+    let r = ask(&bob, &postern.url, "/admin/users").await;
+
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(r.json()["error"], "groups-unauthorized");
+    assert!(r.header("x-auth-request-user").is_none());
+}
+
+#[tokio::test]
+async fn forward_auth_decides_on_the_forwarded_uri_normalised_like_a_proxied_request() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let bob = sign_in_at(&postern.url, "bob").await;
+
+    let open = ask(&bob, &postern.url, "/").await;
+    assert_eq!(open.status, StatusCode::ACCEPTED, "{}", open.text());
+    assert_eq!(open.header("x-auth-request-user"), Some(user("bob").oid));
+
+    for uri in ["/admin", "/admin?x=1", "/%61dmin", "//admin", "/x/../admin", "/admin%2Fusers"] {
+        let r = ask(&bob, &postern.url, uri).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}: {}", r.text());
+    }
+}
+
+/// Without the peer in `trusted_proxies`, a client could describe any request it likes (`X-Forwarded-Uri: /`
+/// while it is really after `/admin`) and carry the answer to a proxy that caches or trusts it.
+#[tokio::test]
+async fn forward_auth_from_an_address_not_in_trusted_proxies_is_403_untrusted_proxy_even_with_a_valid_session() {
+    let postern = start_postern(Options::default()).await;
+    let alice = sign_in_at(&postern.url, "alice").await;
+    assert_eq!(alice.get(postern.at("/")).api().send().await.status, StatusCode::OK, "the session is valid");
+
+    let r = ask(&alice, &postern.url, "/").await;
+
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(r.json()["error"], "untrusted-proxy");
+    assert!(r.header("x-auth-request-user").is_none());
+    assert!(r.header("x-postern-jwt-assertion").is_none());
+}
+
+// ---- nginx `auth_request` in front of Postern.
+
+/// The nginx binary: on PATH, or where distributions put it (`/usr/sbin` is not on every user's PATH).
+fn nginx_binary() -> Option<PathBuf> {
+    let on_path = Command::new("which")
+        .arg("nginx")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    on_path.or_else(|| ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().map(PathBuf::from).find(|p| p.exists()))
+}
+
+/// An nginx child process in the foreground, killed when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+/// nginx with `auth_request` against `postern`, proxying allowed requests to `echo` with the user's id in
+/// `X-Forwarded-User` — the setup the README describes.
+async fn start_nginx(binary: &Path, postern: SocketAddr, echo: &str) -> Nginx {
+    let dir = TempDir::new("nginx");
+    let port = free_port();
+    let tmp = dir.path().display().to_string();
+    let echo = echo.trim_start_matches("http://");
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /oauth2/auth {{
+            internal;
+            proxy_pass http://{postern};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Uri $request_uri;
+        }}
+        location /oauth2/ {{
+            proxy_pass http://{postern};
+        }}
+        location / {{
+            auth_request /oauth2/auth;
+            auth_request_set $user $upstream_http_x_auth_request_user;
+            proxy_set_header X-Forwarded-User $user;
+            proxy_pass http://{echo};
+        }}
+    }}
+}}
+"#
+    );
+    let conf_path = dir.write("nginx.conf", &conf);
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(format!("{tmp}/"))
+        .arg("-e")
+        .arg(format!("{tmp}/error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let mut nginx = Nginx { child, port, dir };
+    // Wait until it listens (or has died, saying why in its error log).
+    for _ in 0..200 {
+        if let Ok(Some(status)) = nginx.child.try_wait() {
+            panic!("nginx exited with {status}: {}", nginx.error_log());
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return nginx;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nginx did not listen on {port}: {}", nginx.error_log());
+}
+
+#[tokio::test]
+async fn nginx_auth_request_lets_signed_in_users_through_and_refuses_the_rest() {
+    let Some(binary) = nginx_binary() else {
+        if std::env::var("POSTERN_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
+            panic!("POSTERN_REQUIRE_NGINX=1 but nginx is not installed");
+        }
+        println!("nginx not installed; skipping");
+        return;
+    };
+    let postern = start_behind_a_trusted_proxy().await;
+    let nginx = start_nginx(&binary, postern.addr, &postern.stack.echo.url()).await;
+    // Cookies are for the host, whatever the port: signing in on Postern signs in behind nginx on 127.0.0.1.
+    let alice = sign_in_at(&postern.url, "alice").await;
+    let bob = sign_in_at(&postern.url, "bob").await;
+
+    let through = alice.get(nginx.url("/admin/reports?x=1")).api().send().await;
+    assert_eq!(through.status, StatusCode::OK, "{}\n{}", through.text(), nginx.error_log());
+    let up = through.upstream();
+    assert_eq!(up.uri(), "/admin/reports?x=1");
+    assert_eq!(up.get("x-forwarded-user"), Some(user("alice").oid));
+
+    let bob_open = bob.get(nginx.url("/")).api().send().await.upstream();
+    assert_eq!(bob_open.get("x-forwarded-user"), Some(user("bob").oid));
+
+    let nobody = Client::new().get(nginx.url("/")).api().send().await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED, "{}", nobody.text());
+
+    // nginx sets X-Forwarded-Uri from the real request line, replacing whatever the client sent.
+    let forged = bob.get(nginx.url("/admin")).api().header("x-forwarded-uri", "/").send().await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text());
+    let forged_user =
+        Client::new().get(nginx.url("/")).api().header("x-forwarded-user", user("alice").oid).send().await;
+    assert_eq!(forged_user.status, StatusCode::UNAUTHORIZED, "{}", forged_user.text());
+}
