@@ -139,6 +139,22 @@ impl Collector for BearerCollector {
                 encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
             ConstCounter::new(value).encode(metric)?;
         }
+        // Issuers come from the configuration, never from a request, so the label set stays bounded.
+        let key_sets = self.0.loaded_key_sets();
+        let mut family = encoder.encode_descriptor(
+            "key_fetches",
+            "Fetches of an issuer's signing keys (JWKS), by outcome; a failed fetch keeps the last good keys",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (issuer, keys) in &key_sets {
+            for (outcome, value) in
+                [("success", keys.stats.fetches.load(Ordering::Relaxed)), ("failure", keys.stats.failures.load(Ordering::Relaxed))]
+            {
+                let labels = [("issuer", issuer.as_str()), ("outcome", outcome)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }

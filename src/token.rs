@@ -193,6 +193,13 @@ impl BearerValidator {
         Ok((Identity::from_claims(claims, Proof::Bearer), token_audiences))
     }
 
+    /// The key sets loaded so far, by issuer (the sign-in provider's included), for metrics.
+    pub fn loaded_key_sets(&self) -> Vec<(String, Arc<IssuerKeys>)> {
+        let provider = self.provider.loaded_keys().map(|k| (self.provider.config().issuer.clone(), k));
+        let trusted = self.issuers.iter().filter_map(|i| i.keys.get().map(|k| (i.config.issuer.clone(), k.clone())));
+        provider.into_iter().chain(trusted).collect()
+    }
+
     async fn issuer_keys(&self, issuer: &BearerIssuer) -> Result<Arc<IssuerKeys>, String> {
         let jwks_uri = match &issuer.jwks_url {
             Some(u) => u.clone(),

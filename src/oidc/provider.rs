@@ -138,6 +138,11 @@ impl Provider {
         self.discovered.load().is_some()
     }
 
+    /// The signing keys, when discovery has happened (never fetches).
+    pub fn loaded_keys(&self) -> Option<Arc<IssuerKeys>> {
+        self.discovered.load().as_ref().map(|d| d.keys.clone())
+    }
+
     /// The discovered metadata and keys, discovering on first use.
     pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         if let Some(d) = self.discovered.load_full() {

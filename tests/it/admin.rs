@@ -185,3 +185,14 @@ async fn metrics_count_bearer_cache_hits_when_a_valid_token_comes_again() {
         sample(&before, "postern_bearer_tokens_total", &success) + 3.0
     );
 }
+
+#[tokio::test]
+async fn metrics_count_key_fetches_of_the_sign_in_provider() {
+    let postern = start_with_admin().await;
+    readyz_until(&postern, StatusCode::OK).await;
+
+    let m = metrics(&postern).await;
+    let issuer = format!(r#"issuer="{}""#, postern.stack.provider.issuer());
+    assert!(sample(&m, "postern_key_fetches_total", &[&issuer, r#"outcome="success""#]) >= 1.0, "{m}");
+    assert_eq!(sample(&m, "postern_key_fetches_total", &[&issuer, r#"outcome="failure""#]), 0.0, "{m}");
+}
