@@ -88,12 +88,28 @@ async fn route_and_forward(
             return Outcome::deny(page.render(html), None, "bad-path");
         }
     };
+    // Postern's namespace reached through dot segments or encodings (`/x/../oauth2/userinfo`) is neither
+    // Postern's endpoint nor the upstream's: refuse it rather than guess.
+    let matching = matching_path(&path);
+    if ["/oauth2/", "/.well-known/postern/"]
+        .iter()
+        .any(|p| matching.starts_with(p) || matching == p.trim_end_matches('/'))
+    {
+        let page = Page::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "Postern's own endpoints are reached only by their plain path.",
+            "no-such-endpoint",
+            request_id,
+        );
+        return Outcome::deny(page.render(html), None, "no-such-endpoint");
+    }
     let Some(host) = request_host(&req) else {
         let page =
             Page::new(StatusCode::BAD_REQUEST, "Bad request", "The request names no host.", "missing-host", request_id);
         return Outcome::deny(page.render(html), None, "missing-host");
     };
-    let Some(route) = st.policy.route(&host, &matching_path(&path), req.method()).cloned() else {
+    let Some(route) = st.policy.route(&host, &matching, req.method()).cloned() else {
         tracing::info!(target: "audit", request_id, host = %host, path = %path, decision = "deny", reason = "no-route", status = 404u16, "no route");
         let page = Page::new(
             StatusCode::NOT_FOUND,
@@ -118,6 +134,7 @@ async fn route_and_forward(
             }
             Authn::Anonymous => {
                 let response = challenge(st, &req, &route, &path, request_id, html).await;
+                audit_deny(request_id, &route, None, "unauthenticated", response.status(), started);
                 return Outcome::deny(response, Some(&route), "unauthenticated");
             }
             Authn::BearerRefused(e) => {
@@ -273,6 +290,7 @@ async fn reserved(
         "/oauth2/frontchannel_logout" => login::frontchannel_logout(st, query, request_id).await,
         "/oauth2/signed_out" => login::signed_out(st, query, request_id, html),
         "/oauth2/auth" => forward_auth(st, conn, req, request_id).await,
+        p if p.starts_with("/oauth2/auth/") => forward_auth(st, conn, req, request_id).await,
         "/oauth2/userinfo" => userinfo(st, req, request_id).await,
         "/.well-known/postern/jwks.json" => {
             let mut r = Response::new(full(st.assertion.jwks()));
@@ -297,6 +315,13 @@ async fn reserved(
 /// `ext_authz`): decides on the original request described by `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri`,
 /// answering 202 with identity headers, 401 or 403. Those headers are believed only from `trusted_proxies`: a
 /// client talking to Postern directly must not choose which URL gets authorised.
+///
+/// Envoy's HTTP `ext_authz` sends no such headers: it repeats the original request with its path appended to a
+/// prefix, so `/oauth2/auth/<path>` decides on `<path>` with the request's own method and host.
+///
+/// With `?on_unauthenticated=redirect`, a browser's GET without a session gets a 302 to sign in (returning to
+/// the original URL) instead of 401: Traefik, Caddy and Envoy pass that answer on to the browser; nginx's
+/// `auth_request` cannot, and uses `error_page 401` instead.
 async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
     let answer =
         |status: StatusCode, reason: &str| json_response(status, &json!({"error": reason, "request_id": request_id}));
@@ -306,16 +331,28 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     }
     let h = req.headers();
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    let method = match get("x-forwarded-method").map(|m| http::Method::from_bytes(m.as_bytes())) {
-        None => http::Method::GET,
-        Some(Ok(m)) => m,
-        Some(Err(_)) => return answer(StatusCode::BAD_REQUEST, "bad-forwarded-method"),
+    // Envoy's form: the original path follows the prefix, and the request carries the original method and host.
+    let envoy_path = req.uri().path().strip_prefix("/oauth2/auth").filter(|rest| rest.starts_with('/'));
+    let method = match (envoy_path, get("x-forwarded-method").map(|m| http::Method::from_bytes(m.as_bytes()))) {
+        (Some(_), _) => req.method().clone(),
+        (None, None) => http::Method::GET,
+        (None, Some(Ok(m))) => m,
+        (None, Some(Err(_))) => return answer(StatusCode::BAD_REQUEST, "bad-forwarded-method"),
     };
-    let Some(host) = get("x-forwarded-host").or_else(|| get("host")).map(normalize_host) else {
-        return answer(StatusCode::BAD_REQUEST, "missing-forwarded-host");
+    let raw_host = match envoy_path {
+        Some(_) => get("host").map(str::to_string).or_else(|| req.uri().authority().map(|a| a.to_string())),
+        None => get("x-forwarded-host").or_else(|| get("host")).map(str::to_string),
     };
+    let Some(raw_host) = raw_host else { return answer(StatusCode::BAD_REQUEST, "missing-forwarded-host") };
+    let host = normalize_host(&raw_host);
     // Without the original URI there is nothing to decide on; defaulting to "/" would authorise every path as "/".
-    let Some(uri) = get("x-forwarded-uri") else { return answer(StatusCode::BAD_REQUEST, "missing-forwarded-uri") };
+    let uri = match envoy_path {
+        Some(path) => path.to_string(),
+        None => match get("x-forwarded-uri") {
+            Some(uri) => uri.to_string(),
+            None => return answer(StatusCode::BAD_REQUEST, "missing-forwarded-uri"),
+        },
+    };
     let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
     let Ok(path) = normalize_path(raw_path) else { return answer(StatusCode::BAD_REQUEST, "bad-path") };
     let Some(route) = st.policy.route(&host, &matching_path(&path), &method).cloned() else {
@@ -331,6 +368,22 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     let principal = match authn::authenticate(st, h, &route, request_id).await {
         Authn::Principal(p) => p,
         Authn::Anonymous => {
+            // Envoy's request carries the original query, so it asks for redirects with a header instead.
+            let redirect = get("x-postern-on-unauthenticated") == Some("redirect")
+                || (envoy_path.is_none()
+                    && req.uri().query().is_some_and(|q| {
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .any(|(k, v)| k == "on_unauthenticated" && v == "redirect")
+                    }));
+            if redirect && method == http::Method::GET && route.accepts_session && wants_html(h) {
+                let original_query = match envoy_path {
+                    Some(_) => req.uri().query().map(|q| format!("?{q}")).unwrap_or_default(),
+                    None => uri.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default(),
+                };
+                if let Some(to) = sign_in_link(st, &raw_host, &format!("{path}{original_query}")) {
+                    return pages::redirect(&to);
+                }
+            }
             let mut r = answer(StatusCode::UNAUTHORIZED, "unauthenticated");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"postern\""));
             return r;
@@ -438,13 +491,7 @@ async fn challenge(
                 .map(str::to_string)
                 .or_else(|| req.uri().authority().map(|a| a.to_string()))
                 .unwrap_or_default();
-            let absolute = format!("{}://{authority}{return_to}", public.scheme());
-            if let Some(target @ ReturnTo::Remote(_)) = safe_return_target(&absolute, public, &st.policy) {
-                let start = format!(
-                    "{}/oauth2/start?rd={}",
-                    st.config.public_origin(),
-                    url::form_urlencoded::byte_serialize(target.as_string().as_bytes()).collect::<String>()
-                );
+            if let Some(start) = sign_in_link(st, &authority, &return_to) {
                 return pages::redirect(&start);
             }
             return Page::new(
@@ -480,6 +527,19 @@ async fn challenge(
     );
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"postern\""));
     r
+}
+
+/// The sign-in URL on the public host that returns to `path_and_query` on `authority` — through the handoff
+/// when that is another host a route names. `None` when Postern may not send a browser back there.
+fn sign_in_link(st: &State, authority: &str, path_and_query: &str) -> Option<String> {
+    let public = &st.config.server.public_url;
+    let absolute = format!("{}://{authority}{path_and_query}", public.scheme());
+    let target = safe_return_target(&absolute, public, &st.policy)?;
+    Some(format!(
+        "{}/oauth2/start?rd={}",
+        st.config.public_origin(),
+        url::form_urlencoded::byte_serialize(target.as_string().as_bytes()).collect::<String>()
+    ))
 }
 
 /// RFC 6750 error response. `description` is one of our own messages; never the token.

@@ -148,9 +148,10 @@ impl Collector for BearerCollector {
             prometheus_client::metrics::MetricType::Counter,
         )?;
         for (issuer, keys) in &key_sets {
-            for (outcome, value) in
-                [("success", keys.stats.fetches.load(Ordering::Relaxed)), ("failure", keys.stats.failures.load(Ordering::Relaxed))]
-            {
+            for (outcome, value) in [
+                ("success", keys.stats.fetches.load(Ordering::Relaxed)),
+                ("failure", keys.stats.failures.load(Ordering::Relaxed)),
+            ] {
                 let labels = [("issuer", issuer.as_str()), ("outcome", outcome)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }

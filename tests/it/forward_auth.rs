@@ -86,6 +86,66 @@ async fn forward_auth_never_redirects_a_browser_without_a_session() {
     assert!(browser.cookies_starting_with(LOGIN_COOKIE_PREFIX).is_empty(), "no sign-in was started");
 }
 
+/// For Traefik, Caddy and Envoy, which pass Postern's answer on to the browser: asked to, Postern sends a
+/// browser without a session to sign in, returning to the original URL.
+#[tokio::test]
+async fn forward_auth_asked_to_redirect_sends_a_browser_to_sign_in_and_back_to_the_original_url() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let public_host = postern.url.trim_start_matches("http://").to_string();
+
+    let r = Client::new()
+        .get(postern.at("/oauth2/auth?on_unauthenticated=redirect"))
+        .browser()
+        .header("x-forwarded-host", &public_host)
+        .header("x-forwarded-uri", "/some/page?x=1")
+        .send()
+        .await;
+
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let location = r.header("location").expect("a redirect");
+    assert_eq!(location, format!("{}/oauth2/start?rd=%2Fsome%2Fpage%3Fx%3D1", postern.url));
+
+    // An API client still gets 401, and so does a browser on a host no route names (no open redirect).
+    let api = Client::new()
+        .get(postern.at("/oauth2/auth?on_unauthenticated=redirect"))
+        .api()
+        .header("x-forwarded-host", &public_host)
+        .header("x-forwarded-uri", "/some/page")
+        .send()
+        .await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{}", api.text());
+    let elsewhere = Client::new()
+        .get(postern.at("/oauth2/auth?on_unauthenticated=redirect"))
+        .browser()
+        .header("x-forwarded-host", "evil.example.net")
+        .header("x-forwarded-uri", "/")
+        .send()
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::UNAUTHORIZED, "{}", elsewhere.text());
+    assert!(elsewhere.header("location").is_none());
+}
+
+/// Envoy's HTTP `ext_authz` repeats the original request under a path prefix, with its own method and host.
+#[tokio::test]
+async fn forward_auth_in_envoy_form_decides_on_the_path_after_the_prefix() {
+    let postern = start_behind_a_trusted_proxy().await;
+    let alice = sign_in_at(&postern.url, "alice").await;
+    let bob = sign_in_at(&postern.url, "bob").await;
+
+    let allowed = alice.get(postern.at("/oauth2/auth/admin/reports?x=1")).api().send().await;
+    assert_eq!(allowed.status, StatusCode::ACCEPTED, "{}", allowed.text());
+    assert_eq!(allowed.header("x-auth-request-user"), Some(user("alice").oid));
+
+    for path in ["/oauth2/auth/admin", "/oauth2/auth/%61dmin/x", "/oauth2/auth//admin", "/oauth2/auth/x/../admin"] {
+        let refused = bob.get(postern.at(path)).api().send().await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}: {}", refused.text());
+    }
+    let bob_open = bob.get(postern.at("/oauth2/auth/")).api().send().await;
+    assert_eq!(bob_open.status, StatusCode::ACCEPTED, "{}", bob_open.text());
+    let nobody = Client::new().get(postern.at("/oauth2/auth/")).api().send().await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED, "{}", nobody.text());
+}
+
 #[tokio::test]
 async fn forward_auth_accepts_a_bearer_token_the_route_allows_and_refuses_a_bad_one() {
     let postern = start_behind_a_trusted_proxy().await;

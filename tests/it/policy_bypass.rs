@@ -208,3 +208,25 @@ async fn bob_is_refused_on_the_admin_path_with_path_parameters() {
         assert_ne!(r.status, StatusCode::OK, "{path} reached the upstream as {}", r.upstream().uri());
     }
 }
+
+/// Postern's own namespace spelled with dot segments or encodings reaches neither Postern's endpoint nor the
+/// upstream: the request is refused with 404.
+#[tokio::test]
+async fn postern_endpoints_in_disguise_reach_neither_postern_nor_the_upstream() {
+    let demo = start_demo_with_admin_routes().await;
+    let alice = sign_in(&demo, "alice").await;
+
+    for path in [
+        "/x/../oauth2/userinfo",
+        "//oauth2/userinfo",
+        "/%6Fauth2/userinfo",
+        "/x/..%2Foauth2/auth",
+        "/a/../.well-known/postern/jwks.json",
+    ] {
+        let r = alice.get(demo.at(path)).api().send().await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "no-such-endpoint", "{path}");
+    }
+    let plain = alice.get(demo.at("/oauth2/userinfo")).api().send().await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
+}
