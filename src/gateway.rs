@@ -405,16 +405,29 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
         return answer(StatusCode::FORBIDDEN, decision.reason);
     }
     let mut r = granted("allowed");
+    // Each identity header twice: under oauth2-proxy's `X-Auth-Request-*` names (nginx `auth_request_set`,
+    // Caddy `copy_headers` renames them) and under the names upstreams read (Traefik and Envoy copy headers
+    // without renaming). Every name is present, empty when there is no value, so a proxy that copies them
+    // replaces whatever a client sent under those names instead of letting it through.
+    let aliases = [
+        (hdr::X_FORWARDED_USER, "x-auth-request-user"),
+        (hdr::X_FORWARDED_EMAIL, "x-auth-request-email"),
+        (hdr::X_FORWARDED_PREFERRED_USERNAME, "x-auth-request-preferred-username"),
+        (hdr::X_FORWARDED_GROUPS, "x-auth-request-groups"),
+    ];
     for (name, value) in identity_headers(st, &route, &principal) {
-        let name = match name.as_str() {
-            hdr::X_FORWARDED_USER => HeaderName::from_static("x-auth-request-user"),
-            hdr::X_FORWARDED_EMAIL => HeaderName::from_static("x-auth-request-email"),
-            hdr::X_FORWARDED_PREFERRED_USERNAME => HeaderName::from_static("x-auth-request-preferred-username"),
-            hdr::X_FORWARDED_GROUPS => HeaderName::from_static("x-auth-request-groups"),
-            _ => name,
-        };
+        if let Some((_, alias)) = aliases.iter().find(|(n, _)| *n == name.as_str()) {
+            r.headers_mut().insert(HeaderName::from_static(alias), value.clone());
+        }
         r.headers_mut().insert(name, value);
     }
+    let empty = HeaderValue::from_static("");
+    for (name, alias) in aliases {
+        for name in [name, alias] {
+            r.headers_mut().entry(HeaderName::from_static(name)).or_insert_with(|| empty.clone());
+        }
+    }
+    r.headers_mut().entry(HeaderName::from_static(hdr::X_POSTERN_JWT_ASSERTION)).or_insert(empty);
     r
 }
 

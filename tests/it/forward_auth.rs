@@ -46,6 +46,9 @@ async fn forward_auth_answers_202_with_the_identity_of_a_signed_in_user() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.header("x-auth-request-user"), Some(alice.oid));
     assert_eq!(r.header("x-auth-request-email"), Some(alice.email));
+    // The same identity under the names upstreams read, for proxies that copy headers without renaming.
+    assert_eq!(r.header("x-forwarded-user"), Some(alice.oid));
+    assert_eq!(r.header("x-forwarded-email"), Some(alice.email));
     let mut groups: Vec<&str> = r.header("x-auth-request-groups").expect("groups").split(',').collect();
     groups.sort_unstable();
     let mut expected = vec![GROUP_ENG, GROUP_ADMINS];
@@ -262,13 +265,20 @@ impl Nginx {
     }
 }
 
-/// nginx with `auth_request` against `postern`, proxying allowed requests to `echo` with the user's id in
-/// `X-Forwarded-User` — the setup the README describes.
+/// nginx with `auth_request` against `postern`, proxying allowed requests to `echo`: the `location` blocks of
+/// deploy/forward-auth/nginx.conf exactly as the README documents them, in a plain-HTTP server on loopback.
 async fn start_nginx(binary: &Path, postern: SocketAddr, echo: &str) -> Nginx {
     let dir = TempDir::new("nginx");
     let port = free_port();
     let tmp = dir.path().display().to_string();
     let echo = echo.trim_start_matches("http://");
+    let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/nginx.conf"))
+        .expect("deploy/forward-auth/nginx.conf");
+    let locations = documented
+        .split_once("# --- locations")
+        .and_then(|(_, rest)| rest.split_once("# --- end of locations ---"))
+        .map(|(locations, _)| locations.split_once('\n').map(|(_, l)| l).unwrap_or(locations))
+        .expect("the locations markers in deploy/forward-auth/nginx.conf");
     let conf = format!(
         r#"daemon off;
 master_process off;
@@ -282,27 +292,11 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
+    upstream postern {{ server {postern}; }}
+    upstream grafana {{ server {echo}; }}
     server {{
         listen 127.0.0.1:{port};
-        location = /oauth2/auth {{
-            internal;
-            proxy_pass http://{postern};
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Forwarded-Method $request_method;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Uri $request_uri;
-        }}
-        location /oauth2/ {{
-            proxy_pass http://{postern};
-        }}
-        location / {{
-            auth_request /oauth2/auth;
-            auth_request_set $user $upstream_http_x_auth_request_user;
-            proxy_set_header X-Forwarded-User $user;
-            proxy_pass http://{echo};
-        }}
+{locations}
     }}
 }}
 "#
@@ -367,4 +361,180 @@ async fn nginx_auth_request_lets_signed_in_users_through_and_refuses_the_rest() 
     let forged_user =
         Client::new().get(nginx.url("/")).api().header("x-forwarded-user", user("alice").oid).send().await;
     assert_eq!(forged_user.status, StatusCode::UNAUTHORIZED, "{}", forged_user.text());
+}
+
+/// The whole browser journey through nginx on a tool host (`localhost`, while Postern's public URL is on
+/// 127.0.0.1): not signed in → nginx asks Postern again for a redirect → sign-in on the public host → the
+/// handoff link, served by Postern through nginx's `/oauth2/` location → the page, with alice's identity.
+#[tokio::test]
+async fn nginx_sends_a_browser_to_sign_in_and_back_to_its_page_on_the_tool_host() {
+    let Some(binary) = nginx_binary() else {
+        if std::env::var("POSTERN_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
+            panic!("POSTERN_REQUIRE_NGINX=1 but nginx is not installed");
+        }
+        println!("nginx not installed; skipping");
+        return;
+    };
+    let postern = start_postern(Options {
+        server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(),
+        policy: format!(
+            r#"{}
+[[route]]
+name = "tool"
+host = "localhost"
+upstream = "http://127.0.0.1:8081"
+allow = [{{ groups = ["eng"] }}]
+"#,
+            postern::demo::DEMO_POLICY
+        ),
+        ..Options::default()
+    })
+    .await;
+    let nginx = start_nginx(&binary, postern.addr, &postern.stack.echo.url()).await;
+    let tool_host = format!("localhost:{}", nginx.port);
+    // One cookie jar per host, as a browser keeps them.
+    let (public, local) = (Client::new(), Client::new());
+
+    let r = local.get(nginx.url("/page?q=1")).browser().header("host", &tool_host).send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}\n{}", r.text(), nginx.error_log());
+    let rd = format!("http://{tool_host}/page?q=1");
+    assert_eq!(r.location(), format!("{}/oauth2/start?rd={}", postern.url, encode(&rd)));
+
+    let r = public.get(&r.location()).browser().send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let callback_url = authorize(&public, &r.location(), "alice").await;
+    let r = callback(&public, &callback_url).await;
+    assert_signed_in(&r, SESSION_COOKIE);
+    let handoff = url::Url::parse(&r.location()).expect("a handoff URL");
+    assert_eq!(handoff.path(), "/oauth2/handoff");
+    let handoff_path = format!("{}?{}", handoff.path(), handoff.query().unwrap_or_default());
+
+    let r = local.get(nginx.url(&handoff_path)).browser().header("host", &tool_host).send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}\n{}", r.text(), nginx.error_log());
+    assert_eq!(r.location(), "/page?q=1");
+
+    let page = local.get(nginx.url("/page?q=1")).api().header("host", &tool_host).send().await;
+    assert_eq!(page.status, StatusCode::OK, "{}\n{}", page.text(), nginx.error_log());
+    let up = page.upstream();
+    assert_eq!(up.get("x-forwarded-user"), Some(user("alice").oid));
+    assert_eq!(up.get("x-forwarded-email"), Some(user("alice").email));
+    assert!(up.get("x-postern-jwt-assertion").is_some_and(|a| a.split('.').count() == 3));
+}
+
+// ---- Caddy `forward_auth` in front of Postern, when Caddy is installed (CI does not insist on it).
+
+/// The caddy binary, when installed.
+fn caddy_binary() -> Option<PathBuf> {
+    ["/usr/bin/caddy", "/usr/local/bin/caddy"].into_iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// deploy/forward-auth/Caddyfile as documented, with its addresses replaced by the test's.
+#[tokio::test]
+async fn caddy_forward_auth_as_documented_lets_a_signed_in_browser_through() {
+    let Some(binary) = caddy_binary() else {
+        println!("caddy not installed; skipping");
+        return;
+    };
+    let postern = start_postern(Options {
+        server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(),
+        policy: format!(
+            r#"{}
+[[route]]
+name = "tool"
+host = "localhost"
+upstream = "http://127.0.0.1:8081"
+allow = [{{ groups = ["eng"] }}]
+"#,
+            postern::demo::DEMO_POLICY
+        ),
+        ..Options::default()
+    })
+    .await;
+    let dir = TempDir::new("caddy");
+    let port = free_port();
+    let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/Caddyfile"))
+        .expect("deploy/forward-auth/Caddyfile");
+    let site = documented
+        .replace("grafana.example.com {", &format!("http://localhost:{port} {{"))
+        .replace("127.0.0.1:4180", &postern.addr.to_string())
+        .replace("127.0.0.1:3000", postern.stack.echo.url().trim_start_matches("http://"));
+    let caddyfile = dir.write("Caddyfile", &format!("{{\n\tadmin off\n\tauto_https off\n}}\n\n{site}"));
+    let child = Command::new(binary)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("caddy starts");
+    let _caddy = Killed(child);
+    let mut listening = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(listening, "caddy listens on {port}");
+    let at = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let tool_host = format!("localhost:{port}");
+    let (public, local) = (Client::new(), Client::new());
+
+    // Not signed in: Caddy passes Postern's redirect to sign in on to the browser.
+    let r = local.get(at("/page?q=1")).browser().header("host", &tool_host).send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let rd = format!("http://{tool_host}/page?q=1");
+    assert_eq!(r.location(), format!("{}/oauth2/start?rd={}", postern.url, encode(&rd)));
+    let api = local.get(at("/page")).api().header("host", &tool_host).send().await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{}", api.text());
+
+    let r = public.get(&r.location()).browser().send().await;
+    let callback_url = authorize(&public, &r.location(), "alice").await;
+    let r = callback(&public, &callback_url).await;
+    assert_signed_in(&r, SESSION_COOKIE);
+    let handoff = url::Url::parse(&r.location()).expect("a handoff URL");
+    let handoff_path = format!("{}?{}", handoff.path(), handoff.query().unwrap_or_default());
+    let r = local.get(at(&handoff_path)).browser().header("host", &tool_host).send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.location(), "/page?q=1");
+
+    // Signed in: through, with alice's identity and nothing the client forged.
+    let page = local
+        .get(at("/page?q=1"))
+        .api()
+        .header("host", &tool_host)
+        .header("x-forwarded-preferred-username", "mallory")
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let up = page.upstream();
+    assert_eq!(up.get("x-forwarded-user"), Some(user("alice").oid));
+    assert_eq!(up.get("x-forwarded-email"), Some(user("alice").email));
+    assert_ne!(up.get("x-forwarded-preferred-username"), Some("mallory"));
+    assert!(up.get("x-postern-jwt-assertion").is_some_and(|a| a.split('.').count() == 3));
+
+    // Forged identity or forward-auth headers from a client get it nowhere.
+    let forged = Client::new()
+        .get(at("/"))
+        .api()
+        .header("host", &tool_host)
+        .header("x-forwarded-user", user("alice").oid)
+        .header("x-forwarded-uri", "/public")
+        .send()
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.text());
 }
