@@ -400,7 +400,7 @@ allow = [{{ groups = ["eng"] }}]
     let rd = format!("http://{tool_host}/page?q=1");
     assert_eq!(r.location(), format!("{}/oauth2/start?rd={}", postern.url, encode(&rd)));
 
-    let r = public.get(&r.location()).browser().send().await;
+    let r = public.get(r.location()).browser().send().await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let callback_url = authorize(&public, &r.location(), "alice").await;
     let r = callback(&public, &callback_url).await;
@@ -502,7 +502,7 @@ allow = [{{ groups = ["eng"] }}]
     let api = local.get(at("/page")).api().header("host", &tool_host).send().await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{}", api.text());
 
-    let r = public.get(&r.location()).browser().send().await;
+    let r = public.get(r.location()).browser().send().await;
     let callback_url = authorize(&public, &r.location(), "alice").await;
     let r = callback(&public, &callback_url).await;
     assert_signed_in(&r, SESSION_COOKIE);
