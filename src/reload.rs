@@ -40,8 +40,9 @@ pub fn watch(shared: Shared) -> Result<notify::RecommendedWatcher, notify::Error
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let relevant = event.paths.iter().any(|p| p.extension().is_some_and(|e| e == "toml"));
-            if relevant && !event.kind.is_access() {
+            // Any change counts, not only to `*.toml`: a Kubernetes ConfigMap update swaps a `..data` symlink
+            // and touches no file named `.toml`. A needless reload is cheap, and debounced.
+            if !event.kind.is_access() {
                 let _ = tx.send(());
             }
         }
@@ -103,6 +104,42 @@ mod tests {
         let errors = reload(&shared).unwrap_err();
         assert!(errors.to_string().contains("b.toml"), "{errors}");
         assert_eq!(names(&shared), ["one", "two"], "the last good policy keeps serving");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A Kubernetes ConfigMap volume: `a.toml -> ..data/a.toml`, `..data -> ..v1`. An update writes `..v2`,
+    /// points `..data_tmp` at it and renames that over `..data`; no `.toml` name is touched.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_watcher_reloads_on_a_configmap_style_symlink_swap() {
+        let dir = std::env::temp_dir().join(format!("postern-watch-{}", crate::secret::random_token(6)));
+        let policies = dir.join("policies");
+        std::fs::create_dir_all(policies.join("..v1")).unwrap();
+        std::fs::write(policies.join("..v1/a.toml"), route("one", "/one")).unwrap();
+        std::os::unix::fs::symlink("..v1", policies.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/a.toml", policies.join("a.toml")).unwrap();
+        let text = "[server]\npublic_url = \"http://127.0.0.1:1\"\nlisten = [\"127.0.0.1:0\"]\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n";
+        let env = |_: &str| Some("secret".to_string());
+        let (config, _) = crate::config::from_text(&dir.join("postern.toml"), text, &env).unwrap();
+        let (policy, _) = load_dir(&config.policies_dir).unwrap();
+        let state = State::build(config, policy, State::memory_store(), Clock::system()).unwrap();
+        let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
+        let _watcher = watch(shared.clone()).unwrap();
+
+        std::fs::create_dir_all(policies.join("..v2")).unwrap();
+        std::fs::write(policies.join("..v2/a.toml"), route("renamed", "/one")).unwrap();
+        std::os::unix::fs::symlink("..v2", policies.join("..data_tmp")).unwrap();
+        std::fs::rename(policies.join("..data_tmp"), policies.join("..data")).unwrap();
+
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = shared.load().policy.routes().iter().map(|r| r.name.clone()).collect();
+            if seen == ["renamed"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, ["renamed"], "the swap was picked up");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
