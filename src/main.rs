@@ -175,6 +175,12 @@ fn load(config_path: &Path) -> Result<(postern::config::Config, postern::policy:
 
 fn check(config_path: &Path) -> Result<()> {
     let (config, policy) = load(config_path)?;
+    // What `serve` would read besides the config: the TLS certificate and key, the signing key, the CA file.
+    if let Some(tls) = &config.server.tls {
+        postern::server::tls::acceptor(&tls.cert, &tls.key)
+            .map_err(|e| anyhow::anyhow!("{}: [server] tls: {e}", config_path.display()))?;
+    }
+
     // Policy tests: *.test.toml beside the policies.
     let cases = postern::policy::cases::load_case_files(&config.policies_dir)
         .map_err(|d| anyhow::anyhow!("the policy tests have errors:\n{d}"))?;
@@ -189,12 +195,19 @@ fn check(config_path: &Path) -> Result<()> {
     if !results.is_empty() {
         println!("{} policy test case{} passed", results.len(), if results.len() == 1 { "" } else { "s" });
     }
+    let (routes, dir) = (policy.routes().len(), config.policies_dir.clone());
+    postern::state::State::build(
+        config,
+        policy,
+        postern::state::State::memory_store(),
+        postern::clock::Clock::system(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     println!(
-        "{}: OK ({} route{} from {})",
+        "{}: OK ({routes} route{} from {})",
         config_path.display(),
-        policy.routes().len(),
-        if policy.routes().len() == 1 { "" } else { "s" },
-        config.policies_dir.display()
+        if routes == 1 { "" } else { "s" },
+        dir.display()
     );
     Ok(())
 }

@@ -135,3 +135,38 @@ fn check_accepts_the_policies_shipped_in_the_repository() {
     assert!(out.status.success(), "{}", all_output(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
+
+/// `check` reads what `serve` reads: a TLS certificate that is not one fails the check, naming it.
+#[test]
+fn check_refuses_a_tls_certificate_file_that_holds_no_certificate() {
+    let (dir, config) = write("", None);
+    dir.write("policies/tools.toml", GOOD_POLICY);
+    let text = std::fs::read_to_string(&config).expect("written");
+    let not_a_cert = dir.write("not-a-cert.pem", "hello\n");
+    let text = text
+        .replace(&crate::support::fixture("localhost.pem").display().to_string(), &not_a_cert.display().to_string());
+    std::fs::write(&config, text).expect("rewritten");
+
+    let out = check(&config);
+
+    assert!(!out.status.success(), "{}", all_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls") && stderr.contains("not-a-cert.pem"), "{stderr}");
+}
+
+/// `check` reads what `serve` reads: a signing key that is not an ES256 key fails the check.
+#[test]
+fn check_refuses_an_assertion_signing_key_that_is_not_an_es256_key() {
+    let (dir, config) = write("", None);
+    dir.write("policies/tools.toml", GOOD_POLICY);
+    dir.write("signing.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let mut text = std::fs::read_to_string(&config).expect("written");
+    text.push_str("\n[assertion]\nsigning_key = \"signing.pem\"\n");
+    std::fs::write(&config, text).expect("rewritten");
+
+    let out = check(&config);
+
+    assert!(!out.status.success(), "{}", all_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("signing key"), "{stderr}");
+}
