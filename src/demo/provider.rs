@@ -180,6 +180,9 @@ pub enum Tamper {
     NoKid,
     /// Correctly signed by the current key, but the header's `kid` is `"unknown-kid"`.
     UnknownKid,
+    /// Correctly signed by the current key, with this JSON object merged over the header: an attacker's
+    /// token naming its own key source (`jku`, `x5u`, `jwk`, `x5c`).
+    Header(Value),
 }
 
 /// A deliberate failure of one endpoint, until reset with [`Misbehaviour::None`].
@@ -601,6 +604,15 @@ impl DevProvider {
             }
             Tamper::NoKid => signed(rs256_header(None), &claims, &key, false),
             Tamper::UnknownKid => signed(rs256_header(Some("unknown-kid")), &claims, &key, false),
+            Tamper::Header(extra) => {
+                let mut header = rs256_header(Some(&key.kid));
+                if let (Some(h), Some(extra)) = (header.as_object_mut(), extra.as_object()) {
+                    for (k, v) in extra {
+                        h.insert(k.clone(), v.clone());
+                    }
+                }
+                signed(header, &claims, &key, false)
+            }
         }
     }
 

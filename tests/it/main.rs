@@ -11,6 +11,7 @@ mod support;
 
 mod admin;
 mod bearer;
+mod bearer_issuers;
 mod big_transfer;
 mod callback_attacks;
 mod cli;
