@@ -51,6 +51,10 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     let started = Instant::now();
     let st = shared.load_full();
     let request_id = request_id(&st, conn, &req);
+    // Shed load rather than queue without bound: beyond `max_in_flight`, answer at once and ask to retry.
+    let Ok(_permit) = st.in_flight.clone().try_acquire_owned() else {
+        return overloaded(&st, &req, &request_id);
+    };
     st.metrics.in_flight.inc();
     let outcome = route_and_forward(&st, conn, req, &request_id, started).await;
     st.metrics.in_flight.dec();
@@ -64,6 +68,23 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     st.metrics.requests.get_or_create(&labels).inc();
     st.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
     outcome.response
+}
+
+/// 503 with `Retry-After`, when more requests are in flight than `[limits] max_in_flight`.
+fn overloaded(st: &State, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
+    tracing::warn!(request_id, limit = st.config.limits.max_in_flight, "shedding a request: too many in flight");
+    let labels = RequestLabels { route: "-".to_string(), decision: "deny", reason: "overloaded", status: 503 };
+    st.metrics.requests.get_or_create(&labels).inc();
+    let mut r = Page::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too busy",
+        "Postern is handling as many requests as it may right now. Please try again in a moment.",
+        "overloaded",
+        request_id,
+    )
+    .render(wants_html(req.headers()));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 async fn route_and_forward(
@@ -171,7 +192,20 @@ async fn route_and_forward(
         rule = decision.rule;
     }
 
-    // 5. Forward.
+    // 5. Forward: first, a body announced larger than the route accepts is refused before it is read.
+    let max_body = route.max_body.unwrap_or(st.config.limits.max_request_body);
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_body) {
+        audit_deny(request_id, &route, principal.as_ref(), "body-too-large", StatusCode::PAYLOAD_TOO_LARGE, started);
+        let page = Page::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            format!("The route \"{}\" accepts request bodies of at most {max_body} bytes.", route.name),
+            "body-too-large",
+            request_id,
+        );
+        return Outcome::deny(page.render(html), Some(&route), "body-too-large");
+    }
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -186,6 +220,7 @@ async fn route_and_forward(
         identity_headers,
         strip_authorization: matches!(principal, Some(Principal::Bearer(_))),
         timeout: route.timeout.unwrap_or(st.config.upstream.timeout),
+        max_body,
         request_id,
     };
     let mut req = req;
@@ -221,6 +256,10 @@ async fn route_and_forward(
             };
             st.metrics.upstream_errors.get_or_create(&labels).inc();
             let (title, message) = match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => (
+                    "Request too large",
+                    "The request body is larger than this route accepts; it was not delivered in full.",
+                ),
                 StatusCode::GATEWAY_TIMEOUT => (
                     "The tool did not answer in time",
                     "The service behind this address took too long to answer. Please try again.",

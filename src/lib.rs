@@ -28,6 +28,7 @@ pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod size;
 pub mod state;
 pub mod token;
 pub mod upstream;

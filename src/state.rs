@@ -49,6 +49,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
+    /// Permits for requests in flight (`[limits] max_in_flight`); shared across policy reloads.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// What `/readyz` reports.
@@ -101,7 +103,12 @@ impl State {
         };
         let assertion = AssertionSigner::new(&pem, config.public_origin(), config.assertion.ttl, clock.clone())
             .map_err(|e| StartError::Keys(e.to_string()))?;
-        let upstream = UpstreamClient::new(config.upstream.connect_timeout).map_err(StartError::Keys)?;
+        let upstream = UpstreamClient::new(
+            config.upstream.connect_timeout,
+            config.limits.upstream_max_idle_per_host,
+            config.limits.upstream_idle_timeout,
+        )
+        .map_err(StartError::Keys)?;
         let bearer = BearerValidator::new(
             &config.bearer,
             provider.clone(),
@@ -112,6 +119,7 @@ impl State {
         );
         let sessions = Sessions::new(store, config.session.clone(), clock.clone());
         let bearer = Arc::new(bearer);
+        let config_limits_in_flight = config.limits.max_in_flight.min(tokio::sync::Semaphore::MAX_PERMITS);
         let mut metrics = Metrics::new();
         metrics.watch_bearer(bearer.clone());
         Ok(State {
@@ -134,6 +142,7 @@ impl State {
                 .build(),
             metrics: Arc::new(metrics),
             health: Arc::new(Health::default()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config_limits_in_flight)),
         })
     }
 

@@ -27,6 +27,41 @@ pub struct FileConfig {
     /// `[bearer]`: issuers trusted for service tokens.
     #[serde(default)]
     pub bearer: BearerFile,
+    /// `[limits]`: sizes, timeouts and counts that keep one client from starving the others.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// A size: a number of bytes, or text such as `"64KiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// Bytes.
+    Bytes(u64),
+    /// `"10MiB"` and the like.
+    Text(String),
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Largest request head (request line and headers); more is answered 431.
+    pub max_header_bytes: Option<Spanned<SizeValue>>,
+    /// Largest request body, unless the route says otherwise; more is answered 413.
+    pub max_request_body: Option<Spanned<SizeValue>>,
+    /// Time a client gets to send a request's headers.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// A connection with no request in flight and no traffic this long is closed.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Open client connections at most; more are refused.
+    pub max_connections: Option<Spanned<u64>>,
+    /// Requests being handled at once at most; more are answered 503 with `Retry-After`.
+    pub max_in_flight: Option<Spanned<u64>>,
+    /// Idle connections kept per upstream host, for reuse.
+    pub upstream_max_idle_per_host: Option<Spanned<u64>>,
+    /// An idle upstream connection is closed after this long.
+    pub upstream_idle_timeout: Option<Spanned<String>>,
 }
 
 /// `[server]`

@@ -37,6 +37,44 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Bearer tokens.
     pub bearer: BearerConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one client may take, with production defaults.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Largest request head in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes unless a route sets `max_body` (413 beyond).
+    pub max_request_body: u64,
+    /// Time to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Open client connections at most.
+    pub max_connections: usize,
+    /// Requests handled at once at most (503 with `Retry-After` beyond).
+    pub max_in_flight: usize,
+    /// Idle upstream connections kept per host.
+    pub upstream_max_idle_per_host: usize,
+    /// Idle upstream connections are closed after this long.
+    pub upstream_idle_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_bytes: 64 * 1024,
+            max_request_body: 1 << 30,
+            header_read_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 20_000,
+            max_in_flight: 5_000,
+            upstream_max_idle_per_host: 128,
+            upstream_idle_timeout: Duration::from_secs(90),
+        }
+    }
 }
 
 /// `[server]`, resolved.

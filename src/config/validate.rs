@@ -154,7 +154,64 @@ impl Validator<'_> {
             timeout: self.duration(raw.upstream.timeout.as_ref(), Duration::from_secs(60)),
         };
         let bearer = self.bearer(&raw.bearer);
-        Config { source: self.src.path.to_path_buf(), server, oidc, session, assertion, policies_dir, upstream, bearer }
+        let limits = self.limits(&raw.limits);
+        Config {
+            source: self.src.path.to_path_buf(),
+            server,
+            oidc,
+            session,
+            assertion,
+            policies_dir,
+            upstream,
+            bearer,
+            limits,
+        }
+    }
+
+    fn size(&mut self, value: Option<&Spanned<file::SizeValue>>, default: u64) -> u64 {
+        match value.map(|v| (v.get_ref(), v.span())) {
+            None => default,
+            Some((file::SizeValue::Bytes(n), _)) => *n,
+            Some((file::SizeValue::Text(t), span)) => crate::size::parse(t).unwrap_or_else(|e| {
+                self.error(span, e);
+                default
+            }),
+        }
+    }
+
+    fn count(&mut self, value: Option<&Spanned<u64>>, default: usize, what: &str) -> usize {
+        match value {
+            None => default,
+            Some(v) if *v.get_ref() == 0 => {
+                self.error(v.span(), format!("{what} must be at least 1"));
+                default
+            }
+            Some(v) => usize::try_from(*v.get_ref()).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn limits(&mut self, raw: &file::LimitsFile) -> LimitsConfig {
+        let d = LimitsConfig::default();
+        let max_header_bytes = self.size(raw.max_header_bytes.as_ref(), d.max_header_bytes as u64);
+        if let Some(v) = &raw.max_header_bytes
+            && !(8192..=16 << 20).contains(&max_header_bytes)
+        {
+            self.error(v.span(), "max_header_bytes must be between 8KiB and 16MiB");
+        }
+        LimitsConfig {
+            max_header_bytes: usize::try_from(max_header_bytes.clamp(8192, 16 << 20)).unwrap_or(d.max_header_bytes),
+            max_request_body: self.size(raw.max_request_body.as_ref(), d.max_request_body),
+            header_read_timeout: self.duration(raw.header_read_timeout.as_ref(), d.header_read_timeout),
+            idle_timeout: self.duration(raw.idle_timeout.as_ref(), d.idle_timeout),
+            max_connections: self.count(raw.max_connections.as_ref(), d.max_connections, "max_connections"),
+            max_in_flight: self.count(raw.max_in_flight.as_ref(), d.max_in_flight, "max_in_flight"),
+            upstream_max_idle_per_host: raw
+                .upstream_max_idle_per_host
+                .as_ref()
+                .map(|v| usize::try_from(*v.get_ref()).unwrap_or(usize::MAX))
+                .unwrap_or(d.upstream_max_idle_per_host),
+            upstream_idle_timeout: self.duration(raw.upstream_idle_timeout.as_ref(), d.upstream_idle_timeout),
+        }
     }
 
     fn server(&mut self, raw: &file::ServerFile) -> ServerConfig {

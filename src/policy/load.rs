@@ -199,6 +199,16 @@ impl RouteCompiler<'_, '_> {
                 None
             }
         });
+        let max_body = r.max_body.as_ref().and_then(|m| match m.get_ref() {
+            crate::config::file::SizeValue::Bytes(n) => Some(*n),
+            crate::config::file::SizeValue::Text(t) => match crate::size::parse(t) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.error(m.span(), e);
+                    None
+                }
+            },
+        });
         let (mut accepts_session, mut accepts_bearer) = (true, true);
         if let Some(kinds) = &r.auth {
             accepts_session = false;
@@ -299,6 +309,7 @@ impl RouteCompiler<'_, '_> {
             upstream,
             preserve_host: r.preserve_host.unwrap_or(true),
             timeout,
+            max_body,
             accepts_session,
             accepts_bearer,
             public: r.public,

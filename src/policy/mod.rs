@@ -54,6 +54,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// Time for the upstream to start answering (`None`: the config's default).
     pub timeout: Option<Duration>,
+    /// Largest request body in bytes, when the route sets one (else `[limits] max_request_body`).
+    pub max_body: Option<u64>,
     /// Browser sessions accepted.
     pub accepts_session: bool,
     /// Bearer tokens accepted.

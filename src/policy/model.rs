@@ -42,6 +42,8 @@ pub struct RouteFile {
     pub preserve_host: Option<bool>,
     /// Time for the upstream to start answering.
     pub timeout: Option<Spanned<String>>,
+    /// Largest request body for this route (`"5GiB"`), instead of `[limits] max_request_body`.
+    pub max_body: Option<Spanned<crate::config::file::SizeValue>>,
     /// Accepted proofs: `["session", "bearer"]` (default both).
     pub auth: Option<Vec<Spanned<String>>>,
     /// No sign-in needed; identity headers are still stripped.

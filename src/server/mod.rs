@@ -8,13 +8,19 @@ pub mod simple;
 pub mod tls;
 
 use std::future::Future;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::{self, Conn};
@@ -28,11 +34,10 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
 }
 
-/// Time a client gets to send its request headers; a slow client cannot hold a connection forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves `listeners` until `shutdown` completes, then waits up to `grace` for requests in flight.
 pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future<Output = ()> + Send, grace: Duration) {
+    let limits = shared.load().config.limits.clone();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let graceful = std::sync::Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
@@ -40,10 +45,21 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
         let shared = shared.clone();
         let mut stop = stop_rx.clone();
         let graceful = graceful.clone();
+        let limits = limits.clone();
+        let connections = connections.clone();
         loops.push(tokio::spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-            builder.http2().timer(TokioTimer::new());
+            // A request head larger than max_buf_size is answered 431 by hyper.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .keep_alive(true);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
             loop {
                 let (stream, peer) = tokio::select! {
                     accepted = listener.tcp.accept() => match accepted {
@@ -57,24 +73,44 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                     },
                     _ = stop.changed() => break,
                 };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tracing::warn!(peer = %peer, limit = limits.max_connections, "refusing a connection: too many open");
+                    if listener.tls.is_none() {
+                        tokio::spawn(refuse_connection(stream));
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let builder = builder.clone();
                 let tls = listener.tls.clone();
                 let watcher = graceful.watcher();
+                let idle_timeout = limits.idle_timeout;
+                let handshake_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let conn = Conn { peer, tls: tls.is_some() };
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(gateway::handle(&shared, conn, req).await) }
-                    });
+                    let activity = Activity::new();
+                    let service = {
+                        let activity = activity.clone();
+                        service_fn(move |req| {
+                            let shared = shared.clone();
+                            let busy = activity.request_started();
+                            async move {
+                                let response = gateway::handle(&shared, conn, req).await;
+                                drop(busy);
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        })
+                    };
                     let result = match tls {
                         Some(acceptor) => {
-                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(tls_stream)) => {
-                                    let connection =
-                                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-                                    watcher.watch(connection.into_owned()).await
+                                    let io = TokioIo::new(Tracked { inner: tls_stream, activity: activity.clone() });
+                                    let connection = builder.serve_connection_with_upgrades(io, service);
+                                    close_when_idle(watcher.watch(connection.into_owned()), &activity, idle_timeout)
+                                        .await
                                 }
                                 Ok(Err(e)) => {
                                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -84,8 +120,9 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                             }
                         }
                         None => {
-                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            watcher.watch(connection.into_owned()).await
+                            let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+                            let connection = builder.serve_connection_with_upgrades(io, service);
+                            close_when_idle(watcher.watch(connection.into_owned()), &activity, idle_timeout).await
                         }
                     };
                     if let Err(e) = result {
@@ -110,5 +147,137 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
             grace_secs = grace.as_secs(),
             "requests still in flight after the grace period; closing them"
         ),
+    }
+}
+
+/// Over `max_connections`: a short 503 on a plain-HTTP connection (a TLS one is just closed), then close.
+async fn refuse_connection(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = "{\"error\":\"overloaded\",\"message\":\"too many connections; try again shortly\"}\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// When a connection last moved bytes, and how many of its requests are being handled.
+#[derive(Clone)]
+struct Activity(Arc<ActivityInner>);
+
+struct ActivityInner {
+    started: Instant,
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+/// Marks a request in flight until dropped.
+struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity(Arc::new(ActivityInner {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }))
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn request_started(&self) -> Busy {
+        self.0.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// How long the connection has had no request in flight and moved no bytes; zero while busy.
+    fn idle_for(&self) -> Duration {
+        if self.0.busy.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed));
+        self.0.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Drives `connection`, dropping (closing) it once it has been idle for `idle_timeout`: keep-alive connections
+/// nobody uses do not hold sockets and memory forever. A request in flight is never cut.
+async fn close_when_idle<F, E>(connection: F, activity: &Activity, idle_timeout: Duration) -> Result<(), E>
+where
+    F: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    let check = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            result = &mut connection => return result,
+            _ = tokio::time::sleep(check) => {
+                if activity.idle_for() >= idle_timeout {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// An IO stream that records when it last moved bytes.
+struct Tracked<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -33,6 +34,9 @@ pub enum UpstreamError {
     /// The upstream URL could not be built.
     #[error("bad upstream URL: {0}")]
     BadUrl(String),
+    /// The client sent more body than the route allows (413).
+    #[error("the request body is larger than the {0} bytes this route accepts")]
+    BodyTooLarge(u64),
 }
 
 impl UpstreamError {
@@ -40,6 +44,7 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -51,6 +56,7 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "upstream-timeout",
             UpstreamError::Protocol(_) => "upstream-bad-response",
             UpstreamError::BadUrl(_) => "upstream-bad-url",
+            UpstreamError::BodyTooLarge(_) => "body-too-large",
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct Forward<'a> {
     pub strip_authorization: bool,
     /// Time for the upstream to start answering.
     pub timeout: Duration,
+    /// Largest request body in bytes; a body that grows past it is cut off and answered 413.
+    pub max_body: u64,
     /// The request id, passed on as `X-Request-Id`.
     pub request_id: &'a str,
 }
@@ -81,12 +89,17 @@ pub struct Forward<'a> {
 /// The pooled client for all upstreams.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Limited<Incoming>>,
 }
 
 impl UpstreamClient {
-    /// A client that connects within `connect_timeout`, trusting the system's roots for HTTPS upstreams.
-    pub fn new(connect_timeout: Duration) -> Result<UpstreamClient, String> {
+    /// A client that connects within `connect_timeout` and keeps at most `max_idle_per_host` idle connections
+    /// per upstream for `idle_timeout`, trusting the system's roots for HTTPS upstreams.
+    pub fn new(
+        connect_timeout: Duration,
+        max_idle_per_host: usize,
+        idle_timeout: Duration,
+    ) -> Result<UpstreamClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -109,8 +122,8 @@ impl UpstreamClient {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(idle_timeout)
+            .pool_max_idle_per_host(max_idle_per_host)
             .set_host(false)
             .build(https);
         Ok(UpstreamClient { client })
@@ -166,10 +179,13 @@ impl UpstreamClient {
         *req.uri_mut() = uri;
         // The pool speaks HTTP/1.1 to upstreams whatever the client spoke to us.
         *req.version_mut() = Version::HTTP_11;
+        let max_body = f.max_body;
+        let req = req.map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)));
 
         let mut response = match tokio::time::timeout(f.timeout, self.client.request(req)).await {
             Err(_) => return Err(UpstreamError::Timeout(f.timeout)),
             Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(error_chain(&e))),
+            Ok(Err(e)) if caused_by_length_limit(&e) => return Err(UpstreamError::BodyTooLarge(max_body)),
             Ok(Err(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
@@ -241,6 +257,18 @@ pub fn upstream_uri(upstream: &url::Url, path_and_query: &str) -> Result<Uri, Up
     };
     let text = format!("{}://{authority}{base}{path_and_query}", upstream.scheme());
     text.parse::<Uri>().map_err(|e| UpstreamError::BadUrl(e.to_string()))
+}
+
+/// True when a client error came from the request body growing past its limit.
+fn caused_by_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -19,6 +19,7 @@ mod cli_policy;
 mod forward_auth;
 mod frontchannel;
 mod handoff;
+mod limits;
 mod login_flow;
 mod open_redirect;
 mod policy_bypass;

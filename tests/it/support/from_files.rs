@@ -24,11 +24,18 @@ pub struct Options {
     pub policy: String,
     /// `[server] shutdown_grace`: how long requests in flight may take to finish at shutdown.
     pub shutdown_grace: &'static str,
+    /// Extra top-level tables, such as `[limits]`.
+    pub config_extra: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { server_extra: String::new(), policy: DEMO_POLICY.to_string(), shutdown_grace: "5s" }
+        Options {
+            server_extra: String::new(),
+            policy: DEMO_POLICY.to_string(),
+            shutdown_grace: "5s",
+            config_extra: String::new(),
+        }
     }
 }
 
@@ -118,7 +125,10 @@ dir = "policies"
 
 [bearer]
 audiences = ["{audience}"]
+
+{config_extra}
 "#,
+        config_extra = options.config_extra,
         grace = options.shutdown_grace,
         server_extra = options.server_extra,
         issuer = stack.provider.issuer(),
