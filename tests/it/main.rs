@@ -16,6 +16,7 @@ mod big_transfer;
 mod callback_attacks;
 mod cli;
 mod cli_policy;
+mod faults;
 mod forward_auth;
 mod frontchannel;
 mod handoff;

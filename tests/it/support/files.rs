@@ -62,6 +62,14 @@ pub struct Stack {
     /// The echo upstream.
     pub echo: EchoUpstream,
     _stop: watch::Sender<bool>,
+    provider_stop: watch::Sender<bool>,
+}
+
+impl Stack {
+    /// Stops the provider (it stops listening; connections to it are refused), as in an outage.
+    pub fn stop_provider(&self) {
+        let _ = self.provider_stop.send(true);
+    }
 }
 
 async fn until(mut stop: watch::Receiver<bool>) {
@@ -75,15 +83,21 @@ async fn until(mut stop: watch::Receiver<bool>) {
 /// Starts a provider and an echo upstream on ephemeral loopback ports.
 pub async fn start_stack() -> Stack {
     let (stop, stopped) = watch::channel(false);
+    let (provider_stop, provider_stopped) = watch::channel(false);
     let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
     let echo = EchoUpstream::start(TcpListener::bind(any).await.expect("bind"), until(stopped.clone()))
         .await
         .expect("the echo upstream starts");
     let provider =
-        DevProvider::start(TcpListener::bind(any).await.expect("bind"), DevProviderConfig::default(), until(stopped))
-            .await
-            .expect("the provider starts");
-    Stack { provider, echo, _stop: stop }
+        DevProvider::start(TcpListener::bind(any).await.expect("bind"), DevProviderConfig::default(), async move {
+            tokio::select! {
+                _ = until(stopped) => {}
+                _ = until(provider_stopped) => {}
+            }
+        })
+        .await
+        .expect("the provider starts");
+    Stack { provider, echo, _stop: stop, provider_stop }
 }
 
 /// The `[server]` listener lines of a config.
