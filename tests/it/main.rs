@@ -22,6 +22,7 @@ mod frontchannel;
 mod handoff;
 mod limits;
 mod login_flow;
+mod logs;
 mod open_redirect;
 mod policy_bypass;
 mod policy_reload;
