@@ -113,7 +113,8 @@ RSS_AFTER=$(rss)
 mkdir -p "$top/benches/results"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 cp "$results" "$top/benches/results/load-$stamp.txt"
-python3 - "$results" "$RSS_IDLE" "$RSS_AFTER" "$CONNS" "$DURATION" "$ROUNDS" <<'PY'
+table="$work/table.md"
+python3 - "$results" "$RSS_IDLE" "$RSS_AFTER" "$CONNS" "$DURATION" "$ROUNDS" > "$table" <<'PY'
 import re, statistics, sys, platform, os, datetime
 path, rss_idle, rss_after, conns, duration, rounds = sys.argv[1:]
 data = {}
@@ -134,4 +135,17 @@ for c in sorted(med):
     tail = m['p99'] / ref['p99'] if ref else float('nan')
     print(f"| {c} | {m['rps']:.0f} | {ratio:.2f} | {m['p50']/1000:.2f} ms | {m['p99']/1000:.2f} ms | {m['p999']/1000:.2f} ms | {tail:.2f} | {m['errors']:.0f} |")
 print(f"\nPostern RSS: {int(rss_idle)//1024} MiB idle (one session), {int(rss_after)//1024} MiB after the run.")
+PY
+cat "$table"
+# The README's results table is this run's (between its load-results markers).
+python3 - "$top/README.md" "$table" <<'PY'
+import sys
+readme, table = sys.argv[1], open(sys.argv[2]).read().strip()
+text = open(readme).read()
+start, end = "<!-- load-results:start -->", "<!-- load-results:end -->"
+if start in text and end in text:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    open(readme, "w").write(f"{head}{start}\n{table}\n{end}{tail}")
+    print("README.md: results table updated", file=sys.stderr)
 PY
