@@ -530,8 +530,8 @@ fn audit_deny(
 }
 
 /// The identity headers for an allowed request: those the route asks for, and its extra headers. Groups are
-/// limited to those some policy names, so that a user in hundreds of groups does not produce headers (and
-/// assertions) an upstream refuses as too large.
+/// limited to those some policy names (and those matching `[upstream] group_filter`), so that a user in
+/// hundreds of groups does not produce headers (and assertions) an upstream refuses as too large.
 fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
     let id = p.identity();
     let wanted = route.identity_headers;
@@ -551,7 +551,13 @@ fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(Heade
     if let (true, Some(u)) = (wanted.preferred_username, &id.preferred_username) {
         add(HeaderName::from_static(hdr::X_FORWARDED_PREFERRED_USERNAME), u);
     }
-    let groups: Vec<&str> = id.groups.iter().map(String::as_str).filter(|g| st.policy.mentions_group(g)).collect();
+    let filter = &st.config.upstream.group_filter;
+    let groups: Vec<&str> = id
+        .groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| st.policy.mentions_group(g) || filter.iter().any(|f| crate::policy::glob(f, g)))
+        .collect();
     if wanted.groups && !groups.is_empty() {
         add(HeaderName::from_static(hdr::X_FORWARDED_GROUPS), &groups.join(","));
     }

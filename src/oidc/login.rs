@@ -410,7 +410,7 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
 pub async fn frontchannel_logout(st: &State, query: Option<&str>, request_id: &str) -> Response<Body> {
     let q = query_map(query);
     if let Some(iss) = q.get("iss")
-        && *iss != st.provider.config().issuer
+        && !super::entra::could_match(&st.provider.config().issuer, iss)
     {
         tracing::warn!(request_id, "front-channel logout for another issuer ignored");
         return Page::new(
