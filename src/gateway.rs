@@ -496,7 +496,19 @@ fn bearer_error(status: StatusCode, error: &str, description: &str, request_id: 
 
 fn forbidden(route: &Route, p: &Principal, reason: &'static str, request_id: &str, html: bool) -> Response<Body> {
     match p {
+        Principal::Bearer(_) if reason == "groups-unavailable" => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token's groups did not fit in it and Microsoft Graph could not be asked for them; try again later", request_id),
         Principal::Bearer(_) => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token is valid but no rule of this route allows it", request_id),
+        Principal::Session(_) if reason == "groups-unavailable" => Page::new(
+            StatusCode::FORBIDDEN,
+            "Access denied for now",
+            format!(
+                "You are signed in as {}, but you are in too many groups for your sign-in token to list them, and Postern could not look them up in Microsoft Graph just now. Please try again in a moment; if it persists, quote the request id below.",
+                p.identity().display()
+            ),
+            reason,
+            request_id,
+        )
+        .render(html),
         Principal::Session(_) => Page::new(
             StatusCode::FORBIDDEN,
             "Access denied",

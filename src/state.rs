@@ -41,6 +41,8 @@ pub struct State {
     pub upstream: UpstreamClient,
     /// Bearer tokens.
     pub bearer: Arc<BearerValidator>,
+    /// Group lookups through Microsoft Graph (Entra group overage), when `[graph]` is configured.
+    pub graph: Option<Arc<crate::graph::GraphGroups>>,
     /// `state` values already used by a callback, so a callback cannot be replayed.
     pub used_states: moka::sync::Cache<String, ()>,
     /// Refreshes in flight, so that concurrent requests of one session refresh once.
@@ -110,6 +112,14 @@ impl State {
             config.oidc.jwks_refetch_interval,
             clock.clone(),
         );
+        let graph = match &config.graph {
+            Some(g) => {
+                let graph_http = HttpClient::new(config.oidc.ca_file.as_deref(), g.timeout)
+                    .map_err(|e| StartError::Keys(e.to_string()))?;
+                Some(Arc::new(crate::graph::GraphGroups::new(g.clone(), provider.clone(), graph_http)))
+            }
+            None => None,
+        };
         let sessions = Sessions::new(store, config.session.clone(), clock.clone());
         let bearer = Arc::new(bearer);
         let mut metrics = Metrics::new();
@@ -124,6 +134,7 @@ impl State {
             assertion: Arc::new(assertion),
             upstream,
             bearer,
+            graph,
             used_states: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(crate::oidc::login::LOGIN_TTL + Duration::from_secs(60))

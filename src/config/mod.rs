@@ -7,7 +7,7 @@ mod net;
 mod validate;
 
 pub use net::IpRange;
-pub use validate::{decode_key_material, from_text, load};
+pub use validate::{certificate_thumbprint, decode_key_material, from_text, load};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

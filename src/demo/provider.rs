@@ -56,6 +56,28 @@ pub const DEMO_APP_OID: &str = "e5a1f3c9-64b2-4d87-b0e4-93c82d1a7f56";
 /// The app roles every app-only (client credentials) token carries.
 pub const DEMO_APP_ROLES: &[&str] = &["Deploy.Write"];
 
+/// The audience of app-only tokens for Microsoft Graph (`scope=https://graph.microsoft.com/.default`).
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// The audience of a federated credential (workload identity) assertion, as Entra requires it.
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// Entra leaves the `groups` claim out of a JWT for a user in more than this many groups (group overage).
+pub const GROUP_OVERAGE_LIMIT: usize = 200;
+
+/// A tenant other than the provider's own: frank signs in to it, and erin's home tenant.
+pub const OTHER_TENANT: &str = "3d9f6b1a-7c2e-4e85-b4a0-1f5c8d2e9a67";
+
+/// Which token shapes the provider issues (Entra's v1.0 or v2.0 endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenVersion {
+    /// v2.0: `ver` 2.0, `preferred_username`, `azp`; the header has only `kid`.
+    #[default]
+    V2,
+    /// v1.0: `ver` 1.0, `upn` and `unique_name`, `appid`; the header has `x5t` too.
+    V1,
+}
+
 /// A user the development provider can sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DevUser {
@@ -69,6 +91,12 @@ pub struct DevUser {
     pub oid: &'static str,
     /// Object ids of the groups the user belongs to (the `groups` claim).
     pub groups: &'static [&'static str],
+    /// How many more (made-up) groups the user is in, beyond `groups`: enough makes a group overage.
+    pub extra_groups: usize,
+    /// The tenant the user signs in to, when not the provider's own.
+    pub tenant: Option<&'static str>,
+    /// For a guest (B2B): the home tenant. Guests' tokens carry `acct` = 1 and `idp` = the home tenant.
+    pub home_tenant: Option<&'static str>,
 }
 
 impl DevUser {
@@ -76,10 +104,23 @@ impl DevUser {
     pub fn uses_mfa(&self) -> bool {
         self.name == "alice"
     }
+
+    /// Every group the user is in: `groups`, then the made-up ones.
+    pub fn all_groups(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.groups.iter().map(|g| g.to_string()).collect();
+        all.extend((1..=self.extra_groups).map(generated_group));
+        all
+    }
 }
 
-/// The users the development provider knows: alice (eng, admins, signs in with MFA), bob (eng)
-/// and carol (no groups).
+/// The `n`th made-up group id (for users in very many groups).
+pub fn generated_group(n: usize) -> String {
+    format!("0000d000-0000-4000-8000-{n:012}")
+}
+
+/// The users the development provider knows: alice (eng, admins, signs in with MFA), bob (eng),
+/// carol (no groups), dave (eng and 249 more: 250 groups, so his tokens carry a group overage instead of
+/// groups), erin (eng, a guest from [`OTHER_TENANT`]) and frank (eng, signs in to [`OTHER_TENANT`]).
 pub const USERS: &[DevUser] = &[
     DevUser {
         name: "alice",
@@ -87,6 +128,9 @@ pub const USERS: &[DevUser] = &[
         email: "alice@example.com",
         oid: "2f6a1c84-93d7-4b0e-a5c2-7e18d9f04b61",
         groups: &[GROUP_ENG, GROUP_ADMINS],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
     },
     DevUser {
         name: "bob",
@@ -94,6 +138,9 @@ pub const USERS: &[DevUser] = &[
         email: "bob@example.com",
         oid: "7c3e9b12-5a48-4f6d-8e21-c0b4a7d39e85",
         groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
     },
     DevUser {
         name: "carol",
@@ -101,6 +148,39 @@ pub const USERS: &[DevUser] = &[
         email: "carol@example.com",
         oid: "b94d07e3-1f6c-4a29-9d83-5e2a60c7f1d4",
         groups: &[],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
+    },
+    DevUser {
+        name: "dave",
+        display_name: "Dave Davis",
+        email: "dave@example.com",
+        oid: "d4a7e2c1-0b3f-4e69-8a15-6c2f9e7d3b40",
+        groups: &[GROUP_ENG],
+        extra_groups: 249,
+        tenant: None,
+        home_tenant: None,
+    },
+    DevUser {
+        name: "erin",
+        display_name: "Erin Evans (guest)",
+        email: "erin@partner.example",
+        oid: "e1b5c3d7-2a4f-4b8e-9c60-7d1e3f5a9b22",
+        groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: Some(OTHER_TENANT),
+    },
+    DevUser {
+        name: "frank",
+        display_name: "Frank Fischer",
+        email: "frank@other.example",
+        oid: "f6c8a0e2-4b1d-4f37-a9e5-2c7b9d1f3a84",
+        groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: Some(OTHER_TENANT),
+        home_tenant: None,
     },
 ];
 
@@ -131,6 +211,19 @@ pub struct DevProviderConfig {
     pub id_token_ttl: Duration,
     /// The `aud` of access tokens.
     pub access_token_audience: String,
+    /// Multi-tenant mode: the discovery document (at `/organizations/v2.0/...`) names the issuer template
+    /// `http://ADDR/{tenantid}/v2.0` (v1: `http://ADDR/{tenantid}/`), and each token's `iss` carries its `tid`.
+    pub multi_tenant: bool,
+    /// v1.0 or v2.0 token shapes.
+    pub token_version: TokenVersion,
+    /// A certificate (PEM) registered for `private_key_jwt`: assertions with its `x5t#S256`, signed by its key
+    /// (PS256 or RS256), authenticate the client.
+    pub client_certificate_pem: Option<String>,
+    /// A federated credential: assertions signed by this provider with `aud` = [`FEDERATED_AUDIENCE`] and
+    /// this `sub` authenticate the client (as a Kubernetes service account token would).
+    pub federated_subject: Option<String>,
+    /// Groups per page of the fake Microsoft Graph (it honours a smaller `$top`).
+    pub graph_page_size: usize,
 }
 
 impl Default for DevProviderConfig {
@@ -141,6 +234,11 @@ impl Default for DevProviderConfig {
             tenant_id: "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a".to_owned(),
             id_token_ttl: Duration::from_secs(3600),
             access_token_audience: "api://postern".to_owned(),
+            multi_tenant: false,
+            token_version: TokenVersion::V2,
+            client_certificate_pem: None,
+            federated_subject: None,
+            graph_page_size: 100,
         }
     }
 }
@@ -153,7 +251,9 @@ impl fmt::Debug for DevProviderConfig {
             .field("tenant_id", &self.tenant_id)
             .field("id_token_ttl", &self.id_token_ttl)
             .field("access_token_audience", &self.access_token_audience)
-            .finish()
+            .field("multi_tenant", &self.multi_tenant)
+            .field("token_version", &self.token_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -198,6 +298,8 @@ pub enum Misbehaviour {
     JwksGarbage,
     /// Discovery answers 503.
     DiscoveryDown,
+    /// The fake Microsoft Graph answers 503.
+    GraphDown,
 }
 
 /// Why the development provider could not start.
@@ -247,6 +349,9 @@ struct Inner {
     foreign_key: OnceLock<Option<Arc<SigningKey>>>,
     jwks_requests: AtomicUsize,
     token_requests: AtomicUsize,
+    graph_requests: AtomicUsize,
+    graph_lookups: AtomicUsize,
+    client_assertions: AtomicUsize,
 }
 
 struct State {
@@ -256,6 +361,8 @@ struct State {
     misbehaviour: Misbehaviour,
     codes: HashMap<String, PendingCode>,
     refresh_tokens: HashMap<String, RefreshGrant>,
+    /// Client secrets accepted now (several during a rotation).
+    client_secrets: Vec<String>,
 }
 
 impl State {
@@ -332,21 +439,33 @@ impl DevProvider {
         let addr = listener.local_addr()?;
         ensure_loopback(addr)?;
         let key = tokio::task::spawn_blocking(generate_key).await.map_err(|_| DevProviderError::KeyGeneration)??;
+        let base = format!("http://{addr}");
+        let client_secrets = vec![config.client_secret.clone()];
+        let issuer = match (config.multi_tenant, config.token_version) {
+            (false, TokenVersion::V2) => base,
+            (false, TokenVersion::V1) => format!("{base}/{}/", config.tenant_id),
+            (true, TokenVersion::V2) => format!("{base}/{{tenantid}}/v2.0"),
+            (true, TokenVersion::V1) => format!("{base}/{{tenantid}}/"),
+        };
         let provider = DevProvider {
             inner: Arc::new(Inner {
                 config,
                 addr,
-                issuer: format!("http://{addr}"),
+                issuer,
                 state: Mutex::new(State {
                     keys: vec![Arc::new(key)],
                     tamper: Tamper::None,
                     misbehaviour: Misbehaviour::None,
                     codes: HashMap::new(),
                     refresh_tokens: HashMap::new(),
+                    client_secrets,
                 }),
                 foreign_key: OnceLock::new(),
                 jwks_requests: AtomicUsize::new(0),
                 token_requests: AtomicUsize::new(0),
+                graph_requests: AtomicUsize::new(0),
+                graph_lookups: AtomicUsize::new(0),
+                client_assertions: AtomicUsize::new(0),
             }),
         };
         let server = provider.clone();
@@ -359,10 +478,55 @@ impl DevProvider {
         Ok(provider)
     }
 
-    /// The issuer, `http://127.0.0.1:PORT` without a trailing slash; also the base URL of every
-    /// endpoint.
+    /// The issuer: `http://127.0.0.1:PORT` without a trailing slash (single tenant, v2), `http://ADDR/TID/`
+    /// (v1), or the template `http://ADDR/{tenantid}/v2.0` (multi-tenant). Configure Postern with this.
     pub fn issuer(&self) -> String {
         self.inner.issuer.clone()
+    }
+
+    /// `http://127.0.0.1:PORT`: where every endpoint is.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+
+    /// The discovery document's URL (multi-tenant: the `organizations` one, as in Entra).
+    pub fn discovery_url(&self) -> String {
+        if self.inner.config.multi_tenant {
+            format!("{}/organizations/v2.0/.well-known/openid-configuration", self.base_url())
+        } else {
+            format!("{}/.well-known/openid-configuration", self.inner.issuer.trim_end_matches('/'))
+        }
+    }
+
+    /// The `iss` of a token for tenant `tid`: the issuer, with the tenant substituted in multi-tenant mode.
+    pub fn issuer_for(&self, tid: &str) -> String {
+        crate::oidc::entra::substitute(&self.inner.issuer, tid)
+    }
+
+    /// The fake Microsoft Graph's base URL, for `[graph] base_url`.
+    pub fn graph_base_url(&self) -> String {
+        format!("{}/graph/v1.0", self.base_url())
+    }
+
+    /// How many requests (pages) the fake Graph has answered.
+    pub fn graph_requests(&self) -> usize {
+        self.inner.graph_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many group lookups (first pages) the fake Graph has answered.
+    pub fn graph_lookups(&self) -> usize {
+        self.inner.graph_lookups.load(Ordering::Relaxed)
+    }
+
+    /// How many client assertions (`private_key_jwt` or federated) `/token` has verified and accepted.
+    pub fn client_assertions_accepted(&self) -> usize {
+        self.inner.client_assertions.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the client secrets `/token` accepts (as an operator adding or removing secrets at the
+    /// provider during a rotation).
+    pub fn set_client_secrets(&self, secrets: &[&str]) {
+        self.state().client_secrets = secrets.iter().map(|s| s.to_string()).collect();
     }
 
     /// The address the provider listens on.
@@ -436,6 +600,7 @@ impl DevProvider {
             }
         };
         merge(&mut claims, &extra_claims);
+        self.reissue_for_tenant(&mut claims, &extra_claims);
         self.encode_id_token(claims)
     }
 
@@ -445,12 +610,13 @@ impl DevProvider {
     pub fn mint_access_token(&self, subject_claims: Value) -> String {
         let now = now();
         let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("iss".into(), json!(self.issuer_for(&self.inner.config.tenant_id)));
         claims.insert("aud".into(), json!(self.inner.config.access_token_audience));
         claims.insert("iat".into(), json!(now));
         claims.insert("nbf".into(), json!(now));
         claims.insert("exp".into(), json!(now + self.ttl_secs()));
         merge(&mut claims, &subject_claims);
+        self.reissue_for_tenant(&mut claims, &subject_claims);
         self.sign_access_token(claims)
     }
 
@@ -498,8 +664,9 @@ impl DevProvider {
         let config = &self.inner.config;
         let now = now();
         let amr: &[&str] = if person.mfa { &["pwd", "mfa"] } else { &["pwd"] };
+        let tid = person.tenant.unwrap_or(&config.tenant_id);
         let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("iss".into(), json!(self.issuer_for(tid)));
         claims.insert("sub".into(), json!(pairwise_subject(person.oid, &config.client_id)));
         claims.insert("aud".into(), json!(config.client_id));
         claims.insert("exp".into(), json!(now + self.ttl_secs()));
@@ -509,16 +676,64 @@ impl DevProvider {
             claims.insert("nonce".into(), json!(nonce));
         }
         claims.insert("auth_time".into(), json!(auth_time));
-        claims.insert("tid".into(), json!(config.tenant_id));
+        claims.insert("tid".into(), json!(tid));
         claims.insert("oid".into(), json!(person.oid));
-        claims.insert("preferred_username".into(), json!(person.email));
         claims.insert("email".into(), json!(person.email));
         claims.insert("name".into(), json!(person.display_name));
-        claims.insert("groups".into(), json!(person.groups));
-        claims.insert("ver".into(), json!("2.0"));
+        self.insert_groups(&mut claims, person.oid, tid, &person.groups);
+        self.insert_version_claims(&mut claims, person.email);
+        self.insert_guest_claims(&mut claims, person.home_tenant);
         claims.insert("amr".into(), json!(amr));
         claims.insert("sid".into(), json!(sid));
         claims
+    }
+
+    /// `groups`, or Entra's overage indicator when there are more than [`GROUP_OVERAGE_LIMIT`].
+    fn insert_groups(&self, claims: &mut Map<String, Value>, oid: &str, tid: &str, groups: &[String]) {
+        if groups.len() > GROUP_OVERAGE_LIMIT {
+            claims.insert("_claim_names".into(), json!({ "groups": "src1" }));
+            // The legacy Azure AD Graph URL Entra really sends; relying parties must not call it.
+            claims.insert(
+                "_claim_sources".into(),
+                json!({ "src1": { "endpoint": format!("https://graph.windows.net/{tid}/users/{oid}/getMemberObjects") } }),
+            );
+        } else {
+            claims.insert("groups".into(), json!(groups));
+        }
+    }
+
+    /// `ver`, and the username claims of that version.
+    fn insert_version_claims(&self, claims: &mut Map<String, Value>, username: &str) {
+        match self.inner.config.token_version {
+            TokenVersion::V2 => {
+                claims.insert("preferred_username".into(), json!(username));
+                claims.insert("ver".into(), json!("2.0"));
+            }
+            TokenVersion::V1 => {
+                claims.insert("upn".into(), json!(username));
+                claims.insert("unique_name".into(), json!(username));
+                claims.insert("ver".into(), json!("1.0"));
+            }
+        }
+    }
+
+    /// A guest's `acct` and `idp` (the home tenant's v1 issuer, as Entra writes it).
+    fn insert_guest_claims(&self, claims: &mut Map<String, Value>, home_tenant: Option<&str>) {
+        if let Some(home) = home_tenant {
+            claims.insert("acct".into(), json!(1));
+            claims.insert("idp".into(), json!(format!("https://sts.windows.net/{home}/")));
+        }
+    }
+
+    /// After a test merged claims: a changed `tid` (without an explicit `iss`) moves the token to that
+    /// tenant's issuer, as Entra would have issued it.
+    fn reissue_for_tenant(&self, claims: &mut Map<String, Value>, overrides: &Value) {
+        if overrides.get("tid").is_some()
+            && overrides.get("iss").is_none()
+            && let Some(tid) = claims.get("tid").and_then(Value::as_str).map(str::to_owned)
+        {
+            claims.insert("iss".into(), json!(self.issuer_for(&tid)));
+        }
     }
 
     /// The access token `/token` issues with a user's sign-in.
@@ -528,28 +743,39 @@ impl DevProvider {
         let scp: Vec<&str> =
             sign_in.scope.split(' ').filter(|scope| !scope.is_empty() && !OIDC_SCOPES.contains(scope)).collect();
         let scp = if scp.is_empty() { "access_as_user".to_owned() } else { scp.join(" ") };
-        self.mint_access_token(json!({
-            "sub": pairwise_subject(user.oid, &config.client_id),
-            "oid": user.oid,
-            "tid": config.tenant_id,
-            "azp": config.client_id,
-            "scp": scp,
-            "name": user.display_name,
-            "preferred_username": user.email,
-            "groups": user.groups,
-            "sid": sign_in.sid,
-            "ver": "2.0",
-        }))
+        let tid = user.tenant.unwrap_or(&config.tenant_id);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(pairwise_subject(user.oid, &config.client_id)));
+        claims.insert("oid".into(), json!(user.oid));
+        claims.insert("tid".into(), json!(tid));
+        let client = if self.inner.config.token_version == TokenVersion::V1 { "appid" } else { "azp" };
+        claims.insert(client.into(), json!(config.client_id));
+        claims.insert("scp".into(), json!(scp));
+        claims.insert("name".into(), json!(user.display_name));
+        claims.insert("sid".into(), json!(sign_in.sid));
+        self.insert_groups(&mut claims, user.oid, tid, &user.all_groups());
+        self.insert_version_claims(&mut claims, user.email);
+        self.insert_guest_claims(&mut claims, user.home_tenant);
+        self.mint_access_token(Value::Object(claims))
     }
 
     fn sign_access_token(&self, claims: Map<String, Value>) -> String {
         let Some(key) = self.state().current_key() else {
             return String::new();
         };
-        let header = json!({ "alg": "RS256", "typ": "JWT", "kid": key.kid });
+        let header = self.rs256_header(Some(&key.kid));
         let input = signing_input(&header, &claims);
         let signature = rs256(&key, &input);
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The header of an RS256 token: v1.0 tokens repeat the key id as `x5t`, as Entra's do.
+    fn rs256_header(&self, kid: Option<&str>) -> Value {
+        match (kid, self.inner.config.token_version) {
+            (Some(kid), TokenVersion::V1) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid, "x5t": kid }),
+            (Some(kid), TokenVersion::V2) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
+            (None, _) => json!({ "alg": "RS256", "typ": "JWT" }),
+        }
     }
 
     /// Signs ID token claims, applying the current [`Tamper`].
@@ -561,10 +787,7 @@ impl DevProvider {
         let Some(key) = key else {
             return String::new();
         };
-        let rs256_header = |kid: Option<&str>| match kid {
-            Some(kid) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
-            None => json!({ "alg": "RS256", "typ": "JWT" }),
-        };
+        let rs256_header = |kid: Option<&str>| self.rs256_header(kid);
         let signed = |header: Value, claims: &Map<String, Value>, key: &SigningKey, corrupt: bool| {
             let input = signing_input(&header, claims);
             let mut signature = rs256(key, &input);
@@ -607,6 +830,11 @@ impl DevProvider {
     /// The claims of an access token this provider signed, for its access-token audience, that has
     /// not expired.
     fn verify_own_token(&self, token: &str) -> Option<Map<String, Value>> {
+        self.verify_own_token_for(token, &self.inner.config.access_token_audience)
+    }
+
+    /// The claims of a token this provider signed for `audience`, that has not expired.
+    fn verify_own_token_for(&self, token: &str, audience: &str) -> Option<Map<String, Value>> {
         let mut parts = token.split('.');
         let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -629,10 +857,10 @@ impl DevProvider {
         }
         let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
         let unexpired = claims.get("exp").and_then(Value::as_u64).is_some_and(|exp| exp > now());
-        let ours = claims.get("iss").and_then(Value::as_str) == Some(self.inner.issuer.as_str());
+        let tid = claims.get("tid").and_then(Value::as_str).unwrap_or(&self.inner.config.tenant_id);
+        let ours = claims.get("iss").and_then(Value::as_str) == Some(self.issuer_for(tid).as_str());
         // An ID token is not an access token, even though this provider signs both.
-        let access =
-            claims.get("aud").and_then(Value::as_str) == Some(self.inner.config.access_token_audience.as_str());
+        let access = claims.get("aud").and_then(Value::as_str) == Some(audience);
         (unexpired && ours && access).then_some(claims)
     }
 
@@ -642,6 +870,15 @@ impl DevProvider {
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let method = request.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
+        let path = request.uri().path();
+        if path.ends_with("/.well-known/openid-configuration") && path != "/.well-known/openid-configuration" {
+            // The issuer's own path (v1 `/{tid}/`, multi-tenant `/organizations/v2.0`), as in Entra.
+            return if get { self.discovery() } else { method_not_allowed("GET, HEAD") };
+        }
+        if let Some(rest) = path.strip_prefix("/graph/v1.0/") {
+            let rest = rest.to_owned();
+            return if get { self.graph(&request, &rest) } else { method_not_allowed("GET, HEAD") };
+        }
         match request.uri().path() {
             "/.well-known/openid-configuration" if get => self.discovery(),
             "/jwks" if get => self.jwks(),
@@ -672,11 +909,11 @@ impl DevProvider {
                 &json!({ "error": "temporarily_unavailable", "error_description": "discovery is down (Misbehaviour::DiscoveryDown)" }),
             );
         }
-        let issuer = &self.inner.issuer;
+        let issuer = &self.base_url();
         json_response(
             StatusCode::OK,
             &json!({
-                "issuer": issuer,
+                "issuer": self.inner.issuer,
                 "authorization_endpoint": format!("{issuer}/authorize"),
                 "token_endpoint": format!("{issuer}/token"),
                 "jwks_uri": format!("{issuer}/jwks"),
@@ -686,7 +923,7 @@ impl DevProvider {
                 "response_modes_supported": ["query"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
                 "code_challenge_methods_supported": ["S256"],
                 "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -713,7 +950,10 @@ impl DevProvider {
         let keys: Vec<Value> = keys
             .iter()
             .rev()
-            .map(|key| json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e }))
+            .map(|key| {
+                // Entra's key documents say which issuer each key signs for (the template, in multi-tenant mode).
+                json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e, "issuer": self.inner.issuer })
+            })
             .collect();
         json_response(StatusCode::OK, &json!({ "keys": keys }))
     }
@@ -901,7 +1141,7 @@ impl DevProvider {
             Misbehaviour::TokenEndpointError => {
                 return token_error(TokenError::InvalidGrant("Misbehaviour::TokenEndpointError".into()));
             }
-            Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown => {}
+            Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown | Misbehaviour::GraphDown => {}
         }
         match self.token_inner(request).await {
             Ok(body) => {
@@ -961,6 +1201,20 @@ impl DevProvider {
     /// Checks the client's credentials (RFC 6749 section 2.3.1) and returns its id.
     fn authenticate_client(&self, headers: &HeaderMap, form: &Params) -> Result<String, TokenError> {
         let config = &self.inner.config;
+        if let Some(kind) = form.get("client_assertion_type") {
+            if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                || headers.contains_key(header::AUTHORIZATION)
+            {
+                return Err(TokenError::InvalidClient);
+            }
+            let assertion = form.get("client_assertion").ok_or(TokenError::InvalidClient)?;
+            let client_id = form.get("client_id").unwrap_or(&config.client_id);
+            if client_id != config.client_id || !self.client_assertion_valid(assertion) {
+                return Err(TokenError::InvalidClient);
+            }
+            self.inner.client_assertions.fetch_add(1, Ordering::Relaxed);
+            return Ok(client_id.to_owned());
+        }
         let (client_id, secret) = match headers.get(header::AUTHORIZATION) {
             Some(authorization) => {
                 if form.get("client_secret").is_some() {
@@ -980,10 +1234,48 @@ impl DevProvider {
             },
         };
         let id_ok = client_id == config.client_id;
-        let secret_ok =
-            aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), config.client_secret.as_bytes())
-                .is_ok();
+        let accepted = self.state().client_secrets.clone();
+        let secret_ok = accepted.iter().fold(false, |ok, known| {
+            ok | aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), known.as_bytes()).is_ok()
+        });
         if id_ok && secret_ok { Ok(client_id) } else { Err(TokenError::InvalidClient) }
+    }
+
+    /// A client assertion, as Entra checks one: either `private_key_jwt` (header `x5t#S256` = the registered
+    /// certificate's SHA-256 thumbprint, PS256 or RS256 by its key, `iss` = `sub` = the client id, `aud` = this
+    /// token endpoint, unexpired, with a `jti`), or a federated credential (signed by this provider, `aud`
+    /// [`FEDERATED_AUDIENCE`], `sub` = the configured subject).
+    fn client_assertion_valid(&self, assertion: &str) -> bool {
+        let config = &self.inner.config;
+        let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+            return false;
+        };
+        if let Some(thumbprint) = &header.x5t_s256 {
+            let Some(cert) = &config.client_certificate_pem else {
+                return false;
+            };
+            if crate::config::certificate_thumbprint(cert.as_bytes()).as_deref() != Some(thumbprint.as_str()) {
+                return false;
+            }
+            if !matches!(header.alg, jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256) {
+                return false;
+            }
+            let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(cert.as_bytes()) else {
+                return false;
+            };
+            let mut validation = jsonwebtoken::Validation::new(header.alg);
+            validation.set_audience(&[format!("{}/token", self.base_url())]);
+            validation.set_issuer(&[&config.client_id]);
+            validation.sub = Some(config.client_id.clone());
+            validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+            return jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation)
+                .is_ok_and(|data| data.claims.get("jti").and_then(Value::as_str).is_some_and(|j| !j.is_empty()));
+        }
+        let Some(subject) = &config.federated_subject else {
+            return false;
+        };
+        self.verify_own_token_for(assertion, FEDERATED_AUDIENCE)
+            .is_some_and(|claims| claims.get("sub").and_then(Value::as_str) == Some(subject.as_str()))
     }
 
     fn authorization_code_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
@@ -1058,6 +1350,19 @@ impl DevProvider {
         let config = &self.inner.config;
         let scope =
             form.get("scope").map_or_else(|| format!("{}/.default", config.access_token_audience), str::to_owned);
+        if scope == format!("{GRAPH_AUDIENCE}/.default") {
+            let token = self.mint_access_token(json!({
+                "aud": GRAPH_AUDIENCE,
+                "sub": DEMO_APP_OID,
+                "azp": client_id,
+                "appid": client_id,
+                "oid": DEMO_APP_OID,
+                "roles": ["GroupMember.Read.All"],
+                "idtyp": "app",
+                "ver": "1.0",
+            }));
+            return json!({ "access_token": token, "token_type": "Bearer", "expires_in": self.ttl_secs(), "scope": scope });
+        }
         let token = self.mint_access_token(json!({
             "sub": client_id,
             "azp": client_id,
@@ -1074,6 +1379,66 @@ impl DevProvider {
             "expires_in": self.ttl_secs(),
             "scope": scope,
         })
+    }
+
+    // ---- the fake Microsoft Graph
+
+    /// `GET /graph/v1.0/users/{oid}/transitiveMemberOf/microsoft.graph.group[?$top=N][&$skiptoken=K]`, with an
+    /// app-only token for Graph: the user's groups, one page at a time, with `@odata.nextLink` until the last.
+    fn graph(&self, request: &Request<Incoming>, rest: &str) -> Response<Body> {
+        self.inner.graph_requests.fetch_add(1, Ordering::Relaxed);
+        if self.state().misbehaviour == Misbehaviour::GraphDown {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": { "code": "serviceNotAvailable", "message": "Misbehaviour::GraphDown" } }),
+            );
+        }
+        let graph_error = |status: StatusCode, code: &str| {
+            json_response(status, &json!({ "error": { "code": code, "message": code } }))
+        };
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if token.and_then(|t| self.verify_own_token_for(t, GRAPH_AUDIENCE)).is_none() {
+            return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+        }
+        let parts: Vec<&str> = rest.split('/').collect();
+        let ["users", oid, "transitiveMemberOf", "microsoft.graph.group"] = parts.as_slice() else {
+            return graph_error(StatusCode::BAD_REQUEST, "BadRequest");
+        };
+        let Some(user) = USERS.iter().find(|user| user.oid == *oid) else {
+            return graph_error(StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+        };
+        let params = Params::parse(request.uri().query().unwrap_or(""));
+        let size = params
+            .get("$top")
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(100)
+            .clamp(1, 999)
+            .min(self.inner.config.graph_page_size.max(1));
+        let skip = params.get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+        if skip == 0 {
+            self.inner.graph_lookups.fetch_add(1, Ordering::Relaxed);
+        }
+        let groups = user.all_groups();
+        let page: Vec<Value> = groups
+            .iter()
+            .skip(skip)
+            .take(size)
+            .map(|id| json!({ "@odata.type": "#microsoft.graph.group", "id": id }))
+            .collect();
+        let mut body =
+            json!({ "@odata.context": format!("{}/$metadata#groups(id)", self.graph_base_url()), "value": page });
+        if skip + size < groups.len() {
+            body["@odata.nextLink"] = json!(format!(
+                "{}/users/{oid}/transitiveMemberOf/microsoft.graph.group?$select=id&$top={size}&$skiptoken={}",
+                self.graph_base_url(),
+                skip + size
+            ));
+        }
+        json_response(StatusCode::OK, &body)
     }
 
     // ---- /userinfo and /logout
@@ -1157,8 +1522,10 @@ struct Person<'a> {
     oid: &'a str,
     email: &'a str,
     display_name: &'a str,
-    groups: &'a [&'a str],
+    groups: Vec<String>,
     mfa: bool,
+    tenant: Option<&'a str>,
+    home_tenant: Option<&'a str>,
 }
 
 impl From<&'static DevUser> for Person<'static> {
@@ -1167,8 +1534,10 @@ impl From<&'static DevUser> for Person<'static> {
             oid: user.oid,
             email: user.email,
             display_name: user.display_name,
-            groups: user.groups,
+            groups: user.all_groups(),
             mfa: user.uses_mfa(),
+            tenant: user.tenant,
+            home_tenant: user.home_tenant,
         }
     }
 }
@@ -1189,7 +1558,15 @@ impl Stranger {
     }
 
     fn as_person(&self) -> Person<'_> {
-        Person { oid: &self.oid, email: &self.email, display_name: &self.display_name, groups: &[], mfa: false }
+        Person {
+            oid: &self.oid,
+            email: &self.email,
+            display_name: &self.display_name,
+            groups: Vec::new(),
+            mfa: false,
+            tenant: None,
+            home_tenant: None,
+        }
     }
 }
 
@@ -2105,7 +2482,7 @@ mod tests {
     #[tokio::test]
     async fn minted_tokens_merge_claims_and_cover_unknown_users() {
         let provider = start().await;
-        let token = provider.mint_id_token("dave", json!({ "exp": 1, "email": null }));
+        let token = provider.mint_id_token("zed", json!({ "exp": 1, "email": null }));
         let claims = claims_of(&token);
         assert_eq!(claims["exp"], 1);
         assert!(claims.get("email").is_none());
