@@ -15,6 +15,7 @@ mod big_transfer;
 mod callback_attacks;
 mod cli;
 mod cli_policy;
+mod client_credentials;
 mod entra;
 mod forward_auth;
 mod frontchannel;
