@@ -98,7 +98,7 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
 /// configured source of groups). The lookup is cached per user; on failure the groups stay unresolved and
 /// every rule that needs them fails closed (`groups-unavailable`). Sessions keep the token's groups: the
 /// cache, not the session, decides how fresh the looked-up groups are.
-async fn with_graph_groups(st: &State, p: Principal, request_id: &str) -> Principal {
+pub async fn with_graph_groups(st: &State, p: Principal, request_id: &str) -> Principal {
     let Some(graph) = &st.graph else { return p };
     let id = p.identity();
     if !graph.needs_lookup(id) {

@@ -380,7 +380,10 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     };
-    let id = &session.identity;
+    let expires_at = session.expires_at;
+    // With a group overage, the groups shown are Graph's, as policies see them.
+    let principal = authn::with_graph_groups(st, Principal::Session(session), request_id).await;
+    let id = principal.identity();
     json_response(
         StatusCode::OK,
         &json!({
@@ -393,10 +396,12 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
             "email": id.email,
             "preferred_username": id.preferred_username,
             "groups": id.groups,
+            "groups_unresolved": id.groups_unresolved,
+            "guest": id.guest,
             "roles": id.roles,
             "amr": id.amr,
             "auth": id.proof.as_str(),
-            "session_expires_at": session.expires_at,
+            "session_expires_at": expires_at,
         }),
     )
 }

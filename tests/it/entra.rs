@@ -186,6 +186,9 @@ async fn group_overage_is_resolved_through_graph_once_for_many_requests() {
     assert_eq!(demo.provider.graph_requests(), 3, "250 groups in pages of 100: every page followed");
     let admin = dave.get(demo.at("/admin")).api().send().await;
     assert_eq!(admin.status, StatusCode::FORBIDDEN, "dave is not in admins");
+    let me = dave.get(demo.at("/oauth2/userinfo")).api().send().await.json();
+    assert_eq!(me["groups"].as_array().map(Vec::len), Some(250), "userinfo shows the groups policies see");
+    assert_eq!(me["groups_unresolved"], false);
     assert_eq!(demo.provider.graph_lookups(), 1);
 }
 
