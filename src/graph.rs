@@ -163,7 +163,12 @@ impl GraphGroups {
     /// shortly before it expires.
     async fn app_token(&self, tid: Option<&str>) -> Result<Secret<String>, GraphError> {
         let token_url = match (&self.config.token_url, tid) {
-            (Some(t), Some(tid)) if entra::is_template(t) => Some(entra::substitute(t, tid)),
+            (Some(t), Some(tid)) if entra::is_template(t) => {
+                if !entra::is_tenant_id(tid) {
+                    return Err(GraphError::Token("the user's tenant id is not a GUID".into()));
+                }
+                Some(entra::substitute(t, tid))
+            }
             (Some(t), None) if entra::is_template(t) => {
                 return Err(GraphError::Token("the token URL needs the user's tenant (tid)".into()));
             }

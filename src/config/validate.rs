@@ -156,6 +156,15 @@ impl Validator<'_> {
         };
         let bearer = self.bearer(&raw.bearer);
         let graph = raw.graph.as_ref().map(|g| self.graph(g));
+        if let (Some(g), Some(raw_graph)) = (&graph, &raw.graph)
+            && crate::oidc::entra::is_template(&oidc.issuer)
+            && !g.token_url.as_deref().is_some_and(crate::oidc::entra::is_template)
+        {
+            self.warn(
+                raw_graph.span(),
+                "with a {tenantid} issuer, set token_url = \"https://login.microsoftonline.com/{tenantid}/oauth2/v2.0/token\" so that each user's groups are read in their own tenant",
+            );
+        }
         Config {
             source: self.src.path.to_path_buf(),
             server,

@@ -363,6 +363,8 @@ struct State {
     refresh_tokens: HashMap<String, RefreshGrant>,
     /// Client secrets accepted now (several during a rotation).
     client_secrets: Vec<String>,
+    /// The `issuer` the JWKS names for its keys, when not the provider's own (see [`DevProvider::set_key_issuer`]).
+    key_issuer: Option<String>,
 }
 
 impl State {
@@ -459,6 +461,7 @@ impl DevProvider {
                     codes: HashMap::new(),
                     refresh_tokens: HashMap::new(),
                     client_secrets,
+                    key_issuer: None,
                 }),
                 foreign_key: OnceLock::new(),
                 jwks_requests: AtomicUsize::new(0),
@@ -521,6 +524,12 @@ impl DevProvider {
     /// How many client assertions (`private_key_jwt` or federated) `/token` has verified and accepted.
     pub fn client_assertions_accepted(&self) -> usize {
         self.inner.client_assertions.load(Ordering::Relaxed)
+    }
+
+    /// Makes the JWKS say its keys sign for `issuer` (as Entra's key document says of the consumer-accounts
+    /// key), or for the provider's own issuer again with `None`. Tokens are signed as before.
+    pub fn set_key_issuer(&self, issuer: Option<String>) {
+        self.state().key_issuer = issuer;
     }
 
     /// Replaces the client secrets `/token` accepts (as an operator adding or removing secrets at the
@@ -939,10 +948,11 @@ impl DevProvider {
 
     fn jwks(&self) -> Response<Body> {
         self.inner.jwks_requests.fetch_add(1, Ordering::Relaxed);
-        let (misbehaviour, keys) = {
+        let (misbehaviour, keys, key_issuer) = {
             let state = self.state();
-            (state.misbehaviour, state.keys.clone())
+            (state.misbehaviour, state.keys.clone(), state.key_issuer.clone())
         };
+        let key_issuer = key_issuer.unwrap_or_else(|| self.inner.issuer.clone());
         if misbehaviour == Misbehaviour::JwksGarbage {
             return garbage();
         }
@@ -952,7 +962,7 @@ impl DevProvider {
             .rev()
             .map(|key| {
                 // Entra's key documents say which issuer each key signs for (the template, in multi-tenant mode).
-                json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e, "issuer": self.inner.issuer })
+                json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e, "issuer": key_issuer })
             })
             .collect();
         json_response(StatusCode::OK, &json!({ "keys": keys }))

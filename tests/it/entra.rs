@@ -254,3 +254,73 @@ async fn graph_always_looks_up_users_whose_tokens_carry_groups() {
     assert_eq!(Client::new().get(demo.at("/")).bearer(&service).send().await.status, StatusCode::OK);
     assert_eq!(demo.provider.graph_lookups(), 1, "app-only tokens are not looked up");
 }
+
+#[tokio::test]
+async fn a_key_published_for_another_issuer_does_not_verify_this_issuers_tokens() {
+    let demo = start_entra(true, TokenVersion::V2, "").await;
+    let bob = sign_in(&demo, "bob").await;
+    assert_eq!(bob.get(demo.at("/")).api().send().await.status, StatusCode::OK);
+
+    // Like Entra's key for consumer accounts: a key whose JWKS entry names one concrete issuer.
+    demo.provider.set_key_issuer(Some(demo.provider.issuer_for("9188040d-6c67-4c5b-b112-36a304b66dad")));
+    demo.provider.rotate_signing_key();
+    let token = user_access_token(&demo, user("bob").oid, json!({"groups": [GROUP_ENG]}));
+
+    let r = Client::new().get(demo.at("/")).bearer(&token).send().await;
+
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(
+        r.json()["error_description"].as_str().unwrap_or_default().contains("not valid for its issuer"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn only_groups_that_policies_name_or_the_filter_matches_reach_the_upstream() {
+    let demo = start_demo_with(DemoOptions {
+        config_extra: "[upstream]\ngroup_filter = [\"0000d000-0000-4000-8000-00000000000*\"]\n".to_string(),
+        ..demo_options()
+    })
+    .await;
+    let dave = sign_in(&demo, "dave").await;
+
+    let up = dave.get(demo.at("/")).api().send().await.upstream();
+
+    let mut expected = vec![GROUP_ENG.to_string()];
+    expected.extend((1..=9).map(generated_group));
+    let header: Vec<String> = up.get("x-forwarded-groups").unwrap_or_default().split(',').map(str::to_string).collect();
+    assert_eq!(header, expected, "eng (named by the policy) and the nine the filter matches, not 250");
+    let assertion = up.get("x-postern-jwt-assertion").expect("an assertion");
+    let payload = assertion.split('.').nth(1).expect("a JWT");
+    use base64::Engine as _;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["groups"], json!(expected), "the assertion carries the same groups");
+}
+
+#[tokio::test]
+async fn an_email_rule_matches_only_a_verified_email() {
+    let demo = start_demo_with(DemoOptions {
+        policy: r#"allow_email_identifiers = true
+
+[[route]]
+name = "by-email"
+host = "*"
+upstream = "http://127.0.0.1:8081"
+allow = [{ emails = ["bob@example.com"] }]
+"#
+        .to_string(),
+        ..demo_options()
+    })
+    .await;
+    // Entra's email claim is not verified by default: the address alone lets nobody in.
+    let unverified = sign_in(&demo, "bob").await;
+    let r = unverified.get(demo.at("/")).browser().send().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text().contains("email-unauthorized"), "{}", r.text());
+
+    demo.provider.set_tamper(Tamper::Claims(json!({"xms_edov": true})));
+    let verified = sign_in(&demo, "bob").await;
+    assert_eq!(verified.get(demo.at("/")).api().send().await.status, StatusCode::OK);
+}
