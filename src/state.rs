@@ -124,6 +124,9 @@ impl State {
         let bearer = Arc::new(bearer);
         let mut metrics = Metrics::new();
         metrics.watch_bearer(bearer.clone());
+        if let Some(g) = &graph {
+            metrics.watch_graph(g.clone());
+        }
         Ok(State {
             config: Arc::new(config),
             policy: Arc::new(policy),
