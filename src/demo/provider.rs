@@ -694,6 +694,7 @@ impl DevProvider {
         self.insert_guest_claims(&mut claims, person.home_tenant);
         claims.insert("amr".into(), json!(amr));
         claims.insert("sid".into(), json!(sid));
+        claims.insert("login_hint".into(), json!(login_hint(person.oid, tid)));
         claims
     }
 
@@ -1525,6 +1526,12 @@ fn pairwise_subject(oid: &str, client_id: &str) -> String {
     digest.update(oid.as_bytes());
     digest.update(client_id.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.finish().as_ref())
+}
+
+/// Entra's `login_hint` optional claim for a user: opaque to relying parties, which send it back as
+/// `logout_hint`.
+pub fn login_hint(oid: &str, tid: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("O.{oid}@{tid}"))
 }
 
 /// The claims-relevant facts about a person, whether one of [`USERS`] or a made-up one.

@@ -441,10 +441,12 @@ impl Provider {
         Ok(jwt::verify(id_token, &d.keys, &expect).await?)
     }
 
-    /// The provider's sign-out URL, when it has one.
+    /// The provider's sign-out URL, when it has one. `logout_hint` is Entra's `login_hint` optional claim, with
+    /// which Entra signs out the right account without asking which one.
     pub async fn end_session_url(
         &self,
         id_token_hint: Option<&str>,
+        logout_hint: Option<&str>,
         post_logout_redirect_uri: &str,
         state: &str,
     ) -> Option<Url> {
@@ -454,6 +456,9 @@ impl Provider {
             let mut q = url.query_pairs_mut();
             if let Some(hint) = id_token_hint {
                 q.append_pair("id_token_hint", hint);
+            }
+            if let Some(hint) = logout_hint {
+                q.append_pair("logout_hint", hint);
             }
             q.append_pair("client_id", &self.config.client_id);
             q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);

@@ -324,3 +324,16 @@ allow = [{ emails = ["bob@example.com"] }]
     let verified = sign_in(&demo, "bob").await;
     assert_eq!(verified.get(demo.at("/")).api().send().await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn sign_out_sends_entra_the_id_token_hint_and_the_logout_hint() {
+    let demo = start_demo().await;
+    let bob = sign_in(&demo, "bob").await;
+
+    let r = bob.get(demo.at("/oauth2/sign_out")).browser().send().await;
+
+    let logout = r.location();
+    assert!(query_param(&logout, "id_token_hint").is_some(), "{logout}");
+    let expected = postern::demo::provider::login_hint(user("bob").oid, &demo.provider.config().tenant_id);
+    assert_eq!(query_param(&logout, "logout_hint"), Some(expected), "the ID token's login_hint claim");
+}
