@@ -3,18 +3,22 @@
 //! production.
 //!
 //! It backs `postern demo` and the integration tests, which start many instances side by side,
-//! each on its own loopback port. It knows three users ([`USERS`]) and one client
-//! ([`DevProviderConfig`]), keeps everything in memory, and can be made to misbehave on purpose
-//! ([`Tamper`], [`Misbehaviour`]) so tests can prove that Postern refuses what it must.
+//! each on its own loopback port. It knows six users ([`USERS`]: one in 250 groups, one guest, one
+//! in another tenant) and one client ([`DevProviderConfig`]), keeps everything in memory, and can be
+//! made to misbehave on purpose ([`Tamper`], [`Misbehaviour`]) so tests can prove that Postern
+//! refuses what it must. It speaks Entra's shapes: v1.0 or v2.0 tokens ([`TokenVersion`]), a
+//! multi-tenant mode whose discovery names the `{tenantid}` issuer template, per-key `issuer` in the
+//! JWKS, group overage claims, and a fake Microsoft Graph.
 //!
 //! | endpoint | what it does |
 //! | --- | --- |
-//! | `GET /.well-known/openid-configuration` | discovery |
+//! | `GET /.well-known/openid-configuration` | discovery (also under any path, e.g. `/organizations/v2.0/...`) |
 //! | `GET /jwks` | the signing keys (current, and the previous one after a rotation) |
 //! | `GET /authorize` | code flow with PKCE (S256 only); a user picker page, or `login_hint=alice` to skip it |
-//! | `POST /token` | `authorization_code`, `refresh_token` (rotating), `client_credentials` |
+//! | `POST /token` | `authorization_code`, `refresh_token` (rotating), `client_credentials` (also for Graph); client secrets, `private_key_jwt` or a federated assertion |
 //! | `GET /userinfo` | the user's claims, for an access token it issued |
 //! | `GET /logout` | a signed-out page, or a redirect back to a loopback URL |
+//! | `GET /graph/v1.0/users/{oid}/transitiveMemberOf/microsoft.graph.group` | the fake Graph: a user's groups, in pages with `@odata.nextLink`, for an app-only Graph token |
 //!
 //! It listens on loopback only, and never logs a token or the client secret.
 
