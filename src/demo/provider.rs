@@ -1446,11 +1446,11 @@ impl DevProvider {
             .collect();
         let mut body =
             json!({ "@odata.context": format!("{}/$metadata#groups(id)", self.graph_base_url()), "value": page });
-        if skip + size < groups.len() {
+        if skip.saturating_add(size) < groups.len() {
             body["@odata.nextLink"] = json!(format!(
                 "{}/users/{oid}/transitiveMemberOf/microsoft.graph.group?$select=id&$top={size}&$skiptoken={}",
                 self.graph_base_url(),
-                skip + size
+                skip.saturating_add(size)
             ));
         }
         json_response(StatusCode::OK, &body)
@@ -2629,5 +2629,47 @@ mod tests {
         let plain = get(&format!("{}/logout", provider.issuer())).await;
         assert_eq!(plain.status, StatusCode::OK);
         assert!(plain.text().contains(BANNER));
+    }
+
+    #[tokio::test]
+    async fn the_fake_graph_pages_a_users_groups_for_a_graph_token_only() {
+        let provider = start().await;
+        let dave = find_user("dave").unwrap();
+        let first =
+            format!("{}/users/{}/transitiveMemberOf/microsoft.graph.group", provider.graph_base_url(), dave.oid);
+        let with_token = |url: &str, token: &str| {
+            Request::get(url).header(header::AUTHORIZATION, format!("Bearer {token}")).body(empty()).unwrap()
+        };
+        let api_token = provider.mint_access_token(json!({ "sub": "svc" }));
+        assert_eq!(send(with_token(&first, &api_token)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(get(&first).await.status, StatusCode::UNAUTHORIZED);
+
+        let graph = token_with_secret(
+            &provider,
+            &[("grant_type", "client_credentials"), ("scope", "https://graph.microsoft.com/.default")],
+        )
+        .await
+        .json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(claims_of(&graph)["aud"], GRAPH_AUDIENCE);
+        let mut url = first.clone();
+        let mut groups = Vec::new();
+        loop {
+            let page = send(with_token(&url, &graph)).await.json();
+            groups.extend(page["value"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_owned()));
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(groups, dave.all_groups());
+        assert_eq!((provider.graph_lookups(), provider.graph_requests()), (1, 5));
+
+        let huge = format!("{first}?$skiptoken={}", usize::MAX);
+        let page = send(with_token(&huge, &graph)).await.json();
+        assert_eq!(page["value"], json!([]));
+        assert!(page.get("@odata.nextLink").is_none());
     }
 }
