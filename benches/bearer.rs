@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use postern::clock::Clock;
-use postern::config::{BearerConfig, ClientAuth, OidcConfig};
+use postern::config::{BearerConfig, ClientAuth, ClientCredential, OidcConfig, SecretSource};
 use postern::demo::provider::{DevProvider, DevProviderConfig};
 use postern::http_client::HttpClient;
 use postern::jwt::{self, Expectations};
@@ -32,9 +32,14 @@ fn bench(c: &mut Criterion) {
         let http = HttpClient::new(None, Duration::from_secs(5)).unwrap();
         let oidc = OidcConfig {
             issuer: dev.issuer(),
+            discovery_url: postern::oidc::provider::discovery_url(&dev.issuer()).unwrap(),
+            allowed_tenants: vec![],
             client_id: dev.config().client_id.clone(),
-            client_secret: Secret::new(dev.config().client_secret.clone()),
-            client_auth: ClientAuth::SecretBasic,
+            credential: ClientCredential::Secret {
+                current: SecretSource::Value(Secret::new(dev.config().client_secret.clone())),
+                previous: None,
+                method: ClientAuth::SecretBasic,
+            },
             scopes: vec!["openid".into()],
             ca_file: None,
             jwks_refetch_interval: Duration::from_secs(300),
@@ -68,6 +73,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let expect = Expectations {
                 issuer: &issuer,
+                allowed_tenants: &[],
                 audiences: &audiences,
                 algorithms: &[],
                 leeway: 60,

@@ -70,7 +70,7 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
             return Authn::BearerNotAccepted;
         }
         return match st.bearer.validate(token, route.audiences.as_deref()).await {
-            Ok(identity) => Authn::Principal(Principal::Bearer(identity)),
+            Ok(identity) => Authn::Principal(with_graph_groups(st, Principal::Bearer(identity), request_id).await),
             Err(e) => Authn::BearerRefused(e),
         };
     }
@@ -89,8 +89,39 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
         }
     };
     match refresh_if_due(st, session, request_id).await {
-        Some(s) => Authn::Principal(Principal::Session(s)),
+        Some(s) => Authn::Principal(with_graph_groups(st, Principal::Session(s), request_id).await),
         None => Authn::Anonymous,
+    }
+}
+
+/// The principal with its groups from Microsoft Graph when its token reported a group overage (or Graph is the
+/// configured source of groups). The lookup is cached per user; on failure the groups stay unresolved and
+/// every rule that needs them fails closed (`groups-unavailable`). Sessions keep the token's groups: the
+/// cache, not the session, decides how fresh the looked-up groups are.
+pub async fn with_graph_groups(st: &State, p: Principal, request_id: &str) -> Principal {
+    let Some(graph) = &st.graph else { return p };
+    let id = p.identity();
+    if !graph.needs_lookup(id) {
+        return p;
+    }
+    let mut resolved = id.clone();
+    let lookup = match id.oid.as_deref() {
+        Some(oid) => graph.groups(id.tenant.as_deref(), oid).await,
+        None => Err(crate::graph::GraphError::NoObjectId),
+    };
+    match lookup {
+        Ok(groups) => {
+            resolved.groups = groups.to_vec();
+            resolved.groups_unresolved = false;
+        }
+        Err(e) => {
+            tracing::warn!(request_id, subject = %id.subject, reason = e.code(), error = %e, "cannot look up groups in Microsoft Graph; rules on groups fail closed");
+            resolved.groups_unresolved = true;
+        }
+    }
+    match p {
+        Principal::Session(s) => Principal::Session(Arc::new(Session { identity: resolved, ..(*s).clone() })),
+        Principal::Bearer(_) => Principal::Bearer(Arc::new(resolved)),
     }
 }
 

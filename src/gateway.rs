@@ -485,7 +485,10 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     };
-    let id = &session.identity;
+    let expires_at = session.expires_at;
+    // With a group overage, the groups shown are Graph's, as policies see them.
+    let principal = authn::with_graph_groups(st, Principal::Session(session), request_id).await;
+    let id = principal.identity();
     json_response(
         StatusCode::OK,
         &json!({
@@ -498,10 +501,12 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
             "email": id.email,
             "preferred_username": id.preferred_username,
             "groups": id.groups,
+            "groups_unresolved": id.groups_unresolved,
+            "guest": id.guest,
             "roles": id.roles,
             "amr": id.amr,
             "auth": id.proof.as_str(),
-            "session_expires_at": session.expires_at,
+            "session_expires_at": expires_at,
         }),
     )
 }
@@ -608,7 +613,19 @@ fn bearer_error(status: StatusCode, error: &str, description: &str, request_id: 
 
 fn forbidden(route: &Route, p: &Principal, reason: &'static str, request_id: &str, html: bool) -> Response<Body> {
     match p {
+        Principal::Bearer(_) if reason == "groups-unavailable" => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token's groups did not fit in it and Microsoft Graph could not be asked for them; try again later", request_id),
         Principal::Bearer(_) => bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token is valid but no rule of this route allows it", request_id),
+        Principal::Session(_) if reason == "groups-unavailable" => Page::new(
+            StatusCode::FORBIDDEN,
+            "Access denied for now",
+            format!(
+                "You are signed in as {}, but you are in too many groups for your sign-in token to list them, and Postern could not look them up in Microsoft Graph just now. Please try again in a moment; if it persists, quote the request id below.",
+                p.identity().display()
+            ),
+            reason,
+            request_id,
+        )
+        .render(html),
         Principal::Session(_) => Page::new(
             StatusCode::FORBIDDEN,
             "Access denied",
@@ -642,8 +659,8 @@ fn audit_deny(
 }
 
 /// The identity headers for an allowed request: those the route asks for, and its extra headers. Groups are
-/// limited to those some policy names, so that a user in hundreds of groups does not produce headers (and
-/// assertions) an upstream refuses as too large.
+/// limited to those some policy names (and those matching `[upstream] group_filter`), so that a user in
+/// hundreds of groups does not produce headers (and assertions) an upstream refuses as too large.
 fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
     let id = p.identity();
     let wanted = route.identity_headers;
@@ -663,7 +680,13 @@ fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(Heade
     if let (true, Some(u)) = (wanted.preferred_username, &id.preferred_username) {
         add(HeaderName::from_static(hdr::X_FORWARDED_PREFERRED_USERNAME), u);
     }
-    let groups: Vec<&str> = id.groups.iter().map(String::as_str).filter(|g| st.policy.mentions_group(g)).collect();
+    let filter = &st.config.upstream.group_filter;
+    let groups: Vec<&str> = id
+        .groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| st.policy.mentions_group(g) || filter.iter().any(|f| crate::policy::glob(f, g)))
+        .collect();
     if wanted.groups && !groups.is_empty() {
         add(HeaderName::from_static(hdr::X_FORWARDED_GROUPS), &groups.join(","));
     }

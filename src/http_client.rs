@@ -144,6 +144,16 @@ impl HttpClient {
         self.send(Method::POST, url, Some(Bytes::from(body)), authorization).await
     }
 
+    /// GETs JSON with an `Authorization` header (never logged).
+    pub async fn get_json_authorized<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &Url,
+        authorization: HeaderValue,
+    ) -> Result<T, FetchError> {
+        let response = self.send(Method::GET, url, None, Some(authorization)).await?;
+        parse_json(url, response)
+    }
+
     async fn send(
         &self,
         method: Method,

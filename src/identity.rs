@@ -45,8 +45,15 @@ pub struct Identity {
     pub email: Option<String>,
     /// `preferred_username` (or `upn`).
     pub preferred_username: Option<String>,
-    /// Group ids from the `groups` claim.
+    /// Group ids from the `groups` claim, or from Microsoft Graph after a group overage.
     pub groups: Vec<String>,
+    /// True while `groups` is known to be incomplete: the token reported a group overage (or Graph is the
+    /// configured source of groups) and no lookup has succeeded. Group rules then fail closed.
+    #[serde(default)]
+    pub groups_unresolved: bool,
+    /// An Entra guest: `acct` = 1, or an `idp` other than the tenant itself.
+    #[serde(default)]
+    pub guest: bool,
     /// App roles from the `roles` claim.
     pub roles: Vec<String>,
     /// Delegated scopes from `scp` (space-separated) or `scope`.
@@ -90,6 +97,8 @@ impl Identity {
             email: string("email"),
             preferred_username: string("preferred_username").or_else(|| string("upn")),
             groups: strings("groups"),
+            groups_unresolved: crate::oidc::entra::has_group_overage(&claims),
+            guest: crate::oidc::entra::is_guest(&claims),
             roles: strings("roles"),
             scopes,
             amr: strings("amr"),

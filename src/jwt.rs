@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
 use crate::jwks::IssuerKeys;
+use crate::oidc::entra;
 
 /// Verified claims.
 pub type Claims = Map<String, Value>;
@@ -17,8 +18,10 @@ pub type Claims = Map<String, Value>;
 /// What a token must satisfy beyond its signature.
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
-    /// The exact issuer.
+    /// The exact issuer, or an Entra multi-tenant template containing `{tenantid}` (see [`crate::oidc::entra`]).
     pub issuer: &'a str,
+    /// When not empty, `tid` must be one of these; a template issuer with an empty list admits nobody.
+    pub allowed_tenants: &'a [String],
     /// `aud` must contain one of these.
     pub audiences: &'a [String],
     /// When not empty, only these algorithms (intersected with each key's own).
@@ -85,6 +88,12 @@ pub enum TokenError {
     /// The `Authorization` header is too large.
     #[error("the token is too large")]
     TooLarge,
+    /// The token's tenant (`tid`) is not in `allowed_tenants`.
+    #[error("the token is from a tenant that is not allowed")]
+    TenantNotAllowed,
+    /// The key that matches the token's `kid` is published for another issuer (Entra's per-key `issuer`).
+    #[error("the token is signed with a key that is not valid for its issuer")]
+    KeyIssuerMismatch,
 }
 
 impl TokenError {
@@ -107,6 +116,8 @@ impl TokenError {
             TokenError::NonceMismatch => "nonce-mismatch",
             TokenError::AzpMismatch => "azp-mismatch",
             TokenError::TooLarge => "token-too-large",
+            TokenError::TenantNotAllowed => "tenant-not-allowed",
+            TokenError::KeyIssuerMismatch => "key-issuer-mismatch",
         }
     }
 }
@@ -122,6 +133,13 @@ pub struct PeekedHeader {
 
 /// Reads a token's header and its unverified `iss` (to pick the issuer whose keys must verify it).
 pub fn peek(token: &str) -> Result<(PeekedHeader, Option<String>), TokenError> {
+    let (header, claims) = peek_claims(token)?;
+    let iss = claims.get("iss").and_then(Value::as_str).map(str::to_string);
+    Ok((header, iss))
+}
+
+/// Reads a token's header and its unverified claims. Nothing read here is trusted before the signature is.
+pub fn peek_claims(token: &str) -> Result<(PeekedHeader, Claims), TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
@@ -138,8 +156,7 @@ pub fn peek(token: &str) -> Result<(PeekedHeader, Option<String>), TokenError> {
     }
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
     let claims: Map<String, Value> = decode_part(c)?;
-    let iss = claims.get("iss").and_then(Value::as_str).map(str::to_string);
-    Ok((PeekedHeader { alg, kid }, iss))
+    Ok((PeekedHeader { alg, kid }, claims))
 }
 
 fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
@@ -149,8 +166,12 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenErr
 
 /// Verifies `token`'s signature with `keys` and its claims against `expect`.
 pub async fn verify(token: &str, keys: &IssuerKeys, expect: &Expectations<'_>) -> Result<Claims, TokenError> {
-    let (header, _) = peek(token)?;
+    let (header, unverified) = peek_claims(token)?;
     let alg = header.alg;
+    // The exact issuer for this token (an Entra template takes the token's `tid`); checked again below on the
+    // verified claims, and used now to pick only keys published for that issuer.
+    let issuer = entra::expected_issuer(expect.issuer, &unverified)?;
+    let tid = unverified.get("tid").and_then(Value::as_str);
     if !expect.algorithms.is_empty() && !expect.algorithms.contains(&alg) {
         return Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")));
     }
@@ -161,6 +182,10 @@ pub async fn verify(token: &str, keys: &IssuerKeys, expect: &Expectations<'_>) -
     let usable: Vec<_> = candidates.iter().filter(|k| k.algorithms.contains(&alg)).collect();
     if usable.is_empty() {
         return Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")));
+    }
+    let usable: Vec<_> = usable.into_iter().filter(|k| entra::key_serves(k.issuer.as_deref(), &issuer, tid)).collect();
+    if usable.is_empty() {
+        return Err(TokenError::KeyIssuerMismatch);
     }
     let mut validation = Validation::new(alg);
     // Time, issuer and audience are checked below, with our clock and with precise reasons.
@@ -186,7 +211,9 @@ pub async fn verify(token: &str, keys: &IssuerKeys, expect: &Expectations<'_>) -
         }
     }
     let claims = claims.ok_or(TokenError::BadSignature)?;
-    check_claims(&claims, expect)?;
+    let issuer = entra::expected_issuer(expect.issuer, &claims)?;
+    check_claims(&claims, &Expectations { issuer: &issuer, ..expect.clone() })?;
+    entra::check_tenant(expect.issuer, expect.allowed_tenants, &claims)?;
     Ok(claims)
 }
 
@@ -269,6 +296,7 @@ mod tests {
         let (aud, now) = expect(1_000_000);
         let e = Expectations {
             issuer: "https://idp",
+            allowed_tenants: &[],
             audiences: &aud,
             algorithms: &[],
             leeway: 60,

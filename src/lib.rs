@@ -16,6 +16,7 @@ pub mod demo;
 pub mod diag;
 pub mod duration;
 pub mod gateway;
+pub mod graph;
 pub mod http_client;
 pub mod identity;
 pub mod jwks;

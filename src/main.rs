@@ -313,6 +313,10 @@ async fn demo(listen: SocketAddr, upstream: Option<String>) -> Result<()> {
     println!();
     println!("  Postern demo is running. Open {}/ in a browser.", demo.url);
     println!("  Sign in as alice (groups eng, admins), bob (eng) or carol (no group); try {}/admin too.", demo.url);
+    println!(
+        "  dave is in 250 groups: his token has an Entra group overage, resolved through the provider's fake Microsoft Graph."
+    );
+    println!("  erin is a guest (acct = 1); frank signs in to another tenant.");
     println!("  Development OpenID provider (for development only): {}", demo.provider.issuer());
     println!("  Echo upstream: {}", demo.echo.url());
     println!();

@@ -106,6 +106,11 @@ impl Metrics {
         self.registry.register_collector(Box::new(BearerCollector(validator)));
     }
 
+    /// Publishes the Microsoft Graph group-lookup counters.
+    pub fn watch_graph(&mut self, graph: Arc<crate::graph::GraphGroups>) {
+        self.registry.register_collector(Box::new(GraphCollector(graph)));
+    }
+
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -155,6 +160,33 @@ impl Collector for BearerCollector {
                 let labels = [("issuer", issuer.as_str()), ("outcome", outcome)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct GraphCollector(Arc<crate::graph::GraphGroups>);
+
+impl Collector for GraphCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.0.stats;
+        let counters = [
+            (
+                "graph_group_lookups",
+                "Group lookups sent to Microsoft Graph after an Entra group overage (cache misses)",
+                stats.lookups.load(Ordering::Relaxed),
+            ),
+            (
+                "graph_group_lookup_failures",
+                "Group lookups that failed (group rules then fail closed)",
+                stats.failures.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric =
+                encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
         }
         Ok(())
     }

@@ -41,6 +41,8 @@ pub struct State {
     pub upstream: UpstreamClient,
     /// Bearer tokens.
     pub bearer: Arc<BearerValidator>,
+    /// Group lookups through Microsoft Graph (Entra group overage), when `[graph]` is configured.
+    pub graph: Option<Arc<crate::graph::GraphGroups>>,
     /// `state` values already used by a callback, so a callback cannot be replayed.
     pub used_states: moka::sync::Cache<String, ()>,
     /// Refreshes in flight, so that concurrent requests of one session refresh once.
@@ -117,11 +119,22 @@ impl State {
             config.oidc.jwks_refetch_interval,
             clock.clone(),
         );
+        let graph = match &config.graph {
+            Some(g) => {
+                let graph_http = HttpClient::new(config.oidc.ca_file.as_deref(), g.timeout)
+                    .map_err(|e| StartError::Keys(e.to_string()))?;
+                Some(Arc::new(crate::graph::GraphGroups::new(g.clone(), provider.clone(), graph_http)))
+            }
+            None => None,
+        };
         let sessions = Sessions::new(store, config.session.clone(), clock.clone());
         let bearer = Arc::new(bearer);
         let config_limits_in_flight = config.limits.max_in_flight.min(tokio::sync::Semaphore::MAX_PERMITS);
         let mut metrics = Metrics::new();
         metrics.watch_bearer(bearer.clone());
+        if let Some(g) = &graph {
+            metrics.watch_graph(g.clone());
+        }
         Ok(State {
             config: Arc::new(config),
             policy: Arc::new(policy),
@@ -132,6 +145,7 @@ impl State {
             assertion: Arc::new(assertion),
             upstream,
             bearer,
+            graph,
             used_states: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(crate::oidc::login::LOGIN_TTL + Duration::from_secs(60))

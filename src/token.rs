@@ -159,24 +159,31 @@ impl BearerValidator {
     async fn verify(&self, token: &str) -> Result<(Identity, Vec<String>), TokenError> {
         let (_, iss) = jwt::peek(token)?;
         let iss = iss.ok_or(TokenError::MissingClaim("iss"))?;
-        let (keys, audiences, algorithms): (Arc<IssuerKeys>, &[String], &[Algorithm]) =
-            if iss == self.provider.config().issuer && !self.provider_audiences.is_empty() {
-                let keys = self.provider.keys().await.map_err(|e| {
-                    tracing::warn!(error = %e, "cannot load the sign-in provider's keys for a bearer token");
-                    TokenError::UnknownKey
-                })?;
-                (keys, &self.provider_audiences, &[])
-            } else if let Some(trusted) = self.issuers.iter().find(|i| i.config.issuer == iss) {
-                let keys = trusted.keys.get_or_try_init(|| self.issuer_keys(&trusted.config)).await.map_err(|e| {
-                    tracing::warn!(issuer = %iss, error = %e, "cannot load a bearer issuer's keys");
-                    TokenError::UnknownKey
-                })?;
-                (keys.clone(), &trusted.config.audiences, &trusted.config.algorithms)
-            } else {
-                return Err(TokenError::WrongIssuer);
-            };
+        let provider_config = self.provider.config();
+        let (keys, audiences, algorithms, issuer, tenants): (
+            Arc<IssuerKeys>,
+            &[String],
+            &[Algorithm],
+            &str,
+            &[String],
+        ) = if crate::oidc::entra::could_match(&provider_config.issuer, &iss) && !self.provider_audiences.is_empty() {
+            let keys = self.provider.keys().await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot load the sign-in provider's keys for a bearer token");
+                TokenError::UnknownKey
+            })?;
+            (keys, &self.provider_audiences, &[], &provider_config.issuer, &provider_config.allowed_tenants)
+        } else if let Some(trusted) = self.issuers.iter().find(|i| i.config.issuer == iss) {
+            let keys = trusted.keys.get_or_try_init(|| self.issuer_keys(&trusted.config)).await.map_err(|e| {
+                tracing::warn!(issuer = %iss, error = %e, "cannot load a bearer issuer's keys");
+                TokenError::UnknownKey
+            })?;
+            (keys.clone(), &trusted.config.audiences, &trusted.config.algorithms, &trusted.config.issuer, &[])
+        } else {
+            return Err(TokenError::WrongIssuer);
+        };
         let expect = Expectations {
-            issuer: &iss,
+            issuer,
+            allowed_tenants: tenants,
             audiences,
             algorithms,
             leeway: self.leeway,

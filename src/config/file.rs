@@ -30,6 +30,8 @@ pub struct FileConfig {
     /// `[limits]`: sizes, timeouts and counts that keep one client from starving the others.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// `[graph]`: Microsoft Graph, for Entra group overage.
+    pub graph: Option<Spanned<GraphFile>>,
 }
 
 /// A size: a number of bytes, or text such as `"64KiB"`.
@@ -111,12 +113,23 @@ pub struct SecretRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcFile {
-    /// The issuer URL; discovery is at `issuer + /.well-known/openid-configuration`.
+    /// The issuer URL; discovery is at `issuer + /.well-known/openid-configuration`. An Entra multi-tenant
+    /// issuer is the template `https://login.microsoftonline.com/{tenantid}/v2.0`.
     pub issuer: Spanned<String>,
+    /// Where the discovery document is, when not under the issuer (needed for a `{tenantid}` template).
+    pub discovery_url: Option<Spanned<String>>,
+    /// Tenant ids (`tid`) whose users and services are accepted; required with a `{tenantid}` issuer.
+    pub allowed_tenants: Option<Spanned<Vec<String>>>,
     /// Postern's client id at the provider.
     pub client_id: Spanned<String>,
     /// Postern's client secret.
-    pub client_secret: Spanned<SecretRef>,
+    pub client_secret: Option<Spanned<SecretRef>>,
+    /// The previous client secret, tried when the provider refuses the current one (`invalid_client`).
+    pub client_secret_previous: Option<Spanned<SecretRef>>,
+    /// A certificate credential: `private_key_jwt` client assertions signed with this key.
+    pub client_certificate: Option<Spanned<ClientCertificateFile>>,
+    /// A federated credential: a JWT in this file (re-read at every use) is the client assertion.
+    pub federated_token_file: Option<Spanned<String>>,
     /// `client_secret_basic` (default) or `client_secret_post`.
     pub token_endpoint_auth: Option<Spanned<String>>,
     /// Scopes asked for at sign-in.
@@ -127,6 +140,37 @@ pub struct OidcFile {
     pub jwks_refetch_interval: Option<Spanned<String>>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Option<Spanned<String>>,
+}
+
+/// `client_certificate = { cert = "...", key = "...", alg = "PS256" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificateFile {
+    /// The PEM certificate uploaded to the app registration.
+    pub cert: String,
+    /// Its PEM RSA private key.
+    pub key: String,
+    /// `PS256` (default) or `RS256`.
+    pub alg: Option<String>,
+}
+
+/// `[graph]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphFile {
+    /// Microsoft Graph's base URL, `https://graph.microsoft.com/v1.0` by default.
+    pub base_url: Option<Spanned<String>>,
+    /// The token endpoint for the app-only token (default: the provider's); may contain `{tenantid}`.
+    pub token_url: Option<Spanned<String>>,
+    /// The scope of the app-only token, `https://graph.microsoft.com/.default` by default.
+    pub scope: Option<String>,
+    /// How long a user's groups are remembered.
+    pub cache_ttl: Option<Spanned<String>>,
+    /// Look the groups up for every user, not only when the token says they did not fit.
+    #[serde(default)]
+    pub always: bool,
+    /// Time for Graph (and the token endpoint) to answer.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[session]`
@@ -169,6 +213,9 @@ pub struct UpstreamFile {
     pub connect_timeout: Option<Spanned<String>>,
     /// Time for an upstream to start answering.
     pub timeout: Option<Spanned<String>>,
+    /// Globs of group ids (or names) also sent upstream, besides the groups some policy names.
+    #[serde(default)]
+    pub group_filter: Vec<String>,
 }
 
 /// `[bearer]`

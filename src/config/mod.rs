@@ -7,7 +7,7 @@ mod net;
 mod validate;
 
 pub use net::IpRange;
-pub use validate::{decode_key_material, from_text, load};
+pub use validate::{certificate_thumbprint, decode_key_material, from_text, load};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ pub struct Config {
     pub bearer: BearerConfig,
     /// `[limits]`
     pub limits: LimitsConfig,
+    /// Microsoft Graph, for group overage; `None`: overage groups stay unknown (and group rules fail closed).
+    pub graph: Option<GraphConfig>,
 }
 
 /// `[limits]`: what one client may take, with production defaults.
@@ -75,6 +77,62 @@ impl Default for LimitsConfig {
             upstream_idle_timeout: Duration::from_secs(90),
         }
     }
+}
+
+/// `[graph]`, resolved.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// Base URL, without a trailing slash: `https://graph.microsoft.com/v1.0`.
+    pub base_url: Url,
+    /// Token endpoint for the app-only token; `None`: the provider's. May contain `{tenantid}`.
+    pub token_url: Option<String>,
+    /// Scope of the app-only token.
+    pub scope: String,
+    /// How long one user's groups are remembered.
+    pub cache_ttl: Duration,
+    /// Look up every user's groups, not only on overage.
+    pub always: bool,
+    /// Time for one Graph or token request.
+    pub timeout: Duration,
+}
+
+/// Where a client secret comes from. A file is read again at every use, so a rotated secret is picked up
+/// without a restart.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// A value (from the environment).
+    Value(Secret<String>),
+    /// A file, and the value it held at start (used if it cannot be read later).
+    File(PathBuf, Secret<String>),
+}
+
+/// How Postern proves itself at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    /// A client secret; during a rotation, the previous one is tried when the current is refused.
+    Secret {
+        /// The current secret.
+        current: SecretSource,
+        /// The previous secret.
+        previous: Option<SecretSource>,
+        /// Basic or form post.
+        method: ClientAuth,
+    },
+    /// `private_key_jwt` with a certificate registered at the provider.
+    Certificate {
+        /// PEM private key.
+        key_pem: Secret<String>,
+        /// base64url SHA-256 of the certificate's DER: the assertion's `x5t#S256`.
+        x5t_s256: String,
+        /// PS256 or RS256.
+        alg: Algorithm,
+    },
+    /// A federated credential: the JWT in this file (a Kubernetes projected service-account token) is the
+    /// client assertion; read at every use, since the kubelet rotates it.
+    Federated {
+        /// The token file.
+        token_file: PathBuf,
+    },
 }
 
 /// `[server]`, resolved.
@@ -117,14 +175,16 @@ pub enum ClientAuth {
 /// `[oidc]`, resolved.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
-    /// The issuer, exactly as tokens carry it.
+    /// The issuer, exactly as tokens carry it, or an Entra template with `{tenantid}`.
     pub issuer: String,
+    /// The discovery document.
+    pub discovery_url: Url,
+    /// Accepted tenants (`tid`); not empty whenever the issuer is a template.
+    pub allowed_tenants: Vec<String>,
     /// The client id.
     pub client_id: String,
-    /// The client secret.
-    pub client_secret: Secret<String>,
-    /// How the secret is presented.
-    pub client_auth: ClientAuth,
+    /// How Postern authenticates at the token endpoint.
+    pub credential: ClientCredential,
     /// Scopes asked for.
     pub scopes: Vec<String>,
     /// Extra trusted roots (PEM).
@@ -164,6 +224,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time for the upstream to start answering.
     pub timeout: Duration,
+    /// Globs of groups sent upstream besides those policies name.
+    pub group_filter: Vec<String>,
 }
 
 /// `[bearer]`, resolved.

@@ -152,9 +152,20 @@ impl Validator<'_> {
         let upstream = UpstreamConfig {
             connect_timeout: self.duration(raw.upstream.connect_timeout.as_ref(), Duration::from_secs(5)),
             timeout: self.duration(raw.upstream.timeout.as_ref(), Duration::from_secs(60)),
+            group_filter: raw.upstream.group_filter.clone(),
         };
         let bearer = self.bearer(&raw.bearer);
         let limits = self.limits(&raw.limits);
+        let graph = raw.graph.as_ref().map(|g| self.graph(g));
+        if let (Some(g), Some(raw_graph)) = (&graph, &raw.graph)
+            && crate::oidc::entra::is_template(&oidc.issuer)
+            && !g.token_url.as_deref().is_some_and(crate::oidc::entra::is_template)
+        {
+            self.warn(
+                raw_graph.span(),
+                "with a {tenantid} issuer, set token_url = \"https://login.microsoftonline.com/{tenantid}/oauth2/v2.0/token\" so that each user's groups are read in their own tenant",
+            );
+        }
         Config {
             source: self.src.path.to_path_buf(),
             server,
@@ -165,6 +176,7 @@ impl Validator<'_> {
             upstream,
             bearer,
             limits,
+            graph,
         }
     }
 
@@ -266,29 +278,58 @@ impl Validator<'_> {
 
     fn oidc(&mut self, raw: &Spanned<file::OidcFile>) -> OidcConfig {
         let r = raw.get_ref();
-        let issuer_url = self.fetch_url(&r.issuer, "issuer");
+        let template = crate::oidc::entra::is_template(r.issuer.get_ref());
+        // A template is not a URL to fetch; check the shape with a tenant id in place of the placeholder.
+        let probe = Spanned::new(
+            r.issuer.span(),
+            crate::oidc::entra::substitute(r.issuer.get_ref(), "00000000-0000-0000-0000-000000000000"),
+        );
+        let issuer_url = self.fetch_url(&probe, "issuer");
         if let Some(u) = &issuer_url
             && (u.query().is_some() || u.fragment().is_some())
         {
             self.error(r.issuer.span(), "issuer must not have a query or fragment");
         }
+        if let Some(u) = &issuer_url
+            && !template
+            && u.path_segments()
+                .is_some_and(|mut s| s.any(|seg| ["common", "organizations", "consumers"].contains(&seg)))
+        {
+            self.error(
+                r.issuer.span(),
+                "no token carries a common/organizations/consumers issuer: for one tenant write issuer = \"https://login.microsoftonline.com/<tenant id>/v2.0\"; for several, write the template issuer = \"https://login.microsoftonline.com/{tenantid}/v2.0\" with discovery_url = \"https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration\" and allowed_tenants",
+            );
+        }
+        let discovery_url = match &r.discovery_url {
+            Some(d) => self.fetch_url(d, "discovery_url"),
+            None if template => {
+                self.error(
+                    r.issuer.span(),
+                    "a {tenantid} issuer needs discovery_url, e.g. \"https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration\"",
+                );
+                None
+            }
+            None => crate::oidc::provider::discovery_url(r.issuer.get_ref()).ok(),
+        };
+        let allowed_tenants: Vec<String> = r.allowed_tenants.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default();
+        if template && allowed_tenants.is_empty() {
+            let span = r.allowed_tenants.as_ref().map(|t| t.span()).unwrap_or_else(|| r.issuer.span());
+            self.error(
+                span,
+                "a multi-tenant ({tenantid}) issuer needs allowed_tenants = [\"<tenant id>\", ...]: without it, anyone with an account in any Entra tenant could sign in",
+            );
+        }
+        if let Some(t) = &r.allowed_tenants {
+            for id in t.get_ref() {
+                if !crate::oidc::entra::is_tenant_id(id) {
+                    self.error(t.span(), format!("allowed_tenants: \"{id}\" is not a tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47)"));
+                }
+            }
+        }
         if r.client_id.get_ref().trim().is_empty() {
             self.error(r.client_id.span(), "client_id must not be empty");
         }
-        let client_secret = self
-            .secret(&r.client_secret, "client_secret")
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-            .unwrap_or_default();
-        let client_auth = match r.token_endpoint_auth.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("client_secret_basic") => ClientAuth::SecretBasic,
-            Some("client_secret_post") => ClientAuth::SecretPost,
-            Some(other) => {
-                if let Some(s) = &r.token_endpoint_auth {
-                    self.error(s.span(), format!("token_endpoint_auth \"{other}\": expected \"client_secret_basic\" or \"client_secret_post\""));
-                }
-                ClientAuth::SecretBasic
-            }
-        };
+        let credential = self.client_credential(raw);
         let scopes = match &r.scopes {
             None => ["openid", "profile", "email", "offline_access"].map(String::from).to_vec(),
             Some(s) => {
@@ -307,13 +348,149 @@ impl Validator<'_> {
         OidcConfig {
             // Kept exactly as written: it must equal the `iss` of every token, byte for byte.
             issuer: r.issuer.get_ref().clone(),
+            discovery_url: discovery_url.unwrap_or_else(|| {
+                Url::parse("https://invalid.invalid").unwrap_or_else(|_| unreachable!("a constant URL parses"))
+            }),
+            allowed_tenants,
             client_id: r.client_id.get_ref().clone(),
-            client_secret: Secret::new(client_secret),
-            client_auth,
+            credential,
             scopes,
             ca_file,
             jwks_refetch_interval: self.duration(r.jwks_refetch_interval.as_ref(), Duration::from_secs(300)),
             leeway: self.duration(r.leeway.as_ref(), Duration::from_secs(60)),
+        }
+    }
+
+    fn secret_source(&mut self, value: &Spanned<SecretRef>, what: &str) -> Option<SecretSource> {
+        let bytes = self.secret(value, what)?;
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        if text.is_empty() {
+            self.error(value.span(), format!("{what} is empty"));
+            return None;
+        }
+        Some(match &value.get_ref().file {
+            Some(f) => SecretSource::File(self.path(f), Secret::new(text)),
+            None => SecretSource::Value(Secret::new(text)),
+        })
+    }
+
+    fn client_credential(&mut self, raw: &Spanned<file::OidcFile>) -> ClientCredential {
+        let r = raw.get_ref();
+        let given = [r.client_secret.is_some(), r.client_certificate.is_some(), r.federated_token_file.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.error(
+                raw.span(),
+                "[oidc] needs exactly one credential: client_secret = { file = \"...\" }, client_certificate = { cert = \"...\", key = \"...\" }, or federated_token_file = \"...\"",
+            );
+        }
+        let method = match r.token_endpoint_auth.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("client_secret_basic") => ClientAuth::SecretBasic,
+            Some("client_secret_post") => ClientAuth::SecretPost,
+            Some(other) => {
+                if let Some(s) = &r.token_endpoint_auth {
+                    self.error(s.span(), format!("token_endpoint_auth \"{other}\": expected \"client_secret_basic\" or \"client_secret_post\""));
+                }
+                ClientAuth::SecretBasic
+            }
+        };
+        if let Some(prev) = &r.client_secret_previous
+            && r.client_secret.is_none()
+        {
+            self.error(prev.span(), "client_secret_previous needs client_secret (the current one) beside it");
+        }
+        if let Some(c) = &r.client_certificate {
+            let cc = c.get_ref();
+            let alg = match cc.alg.as_deref() {
+                None | Some("PS256") => Algorithm::PS256,
+                Some("RS256") => Algorithm::RS256,
+                Some(other) => {
+                    self.error(
+                        c.span(),
+                        format!("client_certificate alg \"{other}\": expected \"PS256\" or \"RS256\""),
+                    );
+                    Algorithm::PS256
+                }
+            };
+            let thumbprint = match std::fs::read(self.path(&cc.cert)) {
+                Ok(pem) => match certificate_thumbprint(&pem) {
+                    Some(t) => t,
+                    None => {
+                        self.error(
+                            c.span(),
+                            format!("client_certificate: {} holds no PEM certificate", self.path(&cc.cert).display()),
+                        );
+                        String::new()
+                    }
+                },
+                Err(e) => {
+                    self.error(
+                        c.span(),
+                        format!("client_certificate: cannot read {}: {e}", self.path(&cc.cert).display()),
+                    );
+                    String::new()
+                }
+            };
+            let key_pem = match std::fs::read_to_string(self.path(&cc.key)) {
+                Ok(pem) => {
+                    if jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).is_err() {
+                        self.error(
+                            c.span(),
+                            format!(
+                                "client_certificate: {} is not a PEM RSA private key",
+                                self.path(&cc.key).display()
+                            ),
+                        );
+                    }
+                    pem
+                }
+                Err(e) => {
+                    self.error(
+                        c.span(),
+                        format!("client_certificate: cannot read {}: {e}", self.path(&cc.key).display()),
+                    );
+                    String::new()
+                }
+            };
+            return ClientCredential::Certificate { key_pem: Secret::new(key_pem), x5t_s256: thumbprint, alg };
+        }
+        if let Some(f) = &r.federated_token_file {
+            let token_file = self.path(f.get_ref());
+            if let Err(e) = std::fs::metadata(&token_file) {
+                self.error(f.span(), format!("federated_token_file: cannot read {}: {e}", token_file.display()));
+            }
+            return ClientCredential::Federated { token_file };
+        }
+        let current = r.client_secret.as_ref().and_then(|s| self.secret_source(s, "client_secret"));
+        let previous = r.client_secret_previous.as_ref().and_then(|s| self.secret_source(s, "client_secret_previous"));
+        ClientCredential::Secret {
+            current: current.unwrap_or_else(|| SecretSource::Value(Secret::new(String::new()))),
+            previous,
+            method,
+        }
+    }
+
+    fn graph(&mut self, raw: &Spanned<file::GraphFile>) -> GraphConfig {
+        let r = raw.get_ref();
+        let default_base =
+            || Url::parse("https://graph.microsoft.com/v1.0").unwrap_or_else(|_| unreachable!("a constant URL parses"));
+        let base_url = match &r.base_url {
+            Some(b) => self.fetch_url(b, "graph base_url").unwrap_or_else(default_base),
+            None => default_base(),
+        };
+        if let Some(t) = &r.token_url {
+            let probe = Spanned::new(
+                t.span(),
+                crate::oidc::entra::substitute(t.get_ref(), "00000000-0000-0000-0000-000000000000"),
+            );
+            self.fetch_url(&probe, "graph token_url");
+        }
+        GraphConfig {
+            base_url,
+            token_url: r.token_url.as_ref().map(|t| t.get_ref().clone()),
+            scope: r.scope.clone().unwrap_or_else(|| "https://graph.microsoft.com/.default".to_string()),
+            cache_ttl: self.duration(r.cache_ttl.as_ref(), Duration::from_secs(600)),
+            always: r.always,
+            timeout: self.duration(r.timeout.as_ref(), Duration::from_secs(10)),
         }
     }
 
@@ -416,6 +593,15 @@ pub(crate) fn parse_asymmetric_algorithm(name: &str) -> Result<Algorithm, String
     Ok(alg)
 }
 
+/// base64url SHA-256 of the first certificate in `pem`: the `x5t#S256` of a client assertion.
+pub fn certificate_thumbprint(pem: &[u8]) -> Option<String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()))
+}
+
 /// Key files hold base64 (what `postern keygen` writes); anything else is taken as raw bytes.
 pub fn decode_key_material(bytes: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(bytes);
@@ -452,8 +638,13 @@ client_secret = { env = "SECRET" }
         assert_eq!(c.redirect_uri(), "https://devtools.example.com/oauth2/callback");
         assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
         assert_eq!(c.policies_dir, PathBuf::from("/etc/postern/policies"));
-        assert_eq!(c.oidc.client_secret.expose(), "s3cret");
-        assert_eq!(c.oidc.client_auth, ClientAuth::SecretBasic);
+        match &c.oidc.credential {
+            ClientCredential::Secret { current: SecretSource::Value(s), previous: None, method } => {
+                assert_eq!(s.expose(), "s3cret");
+                assert_eq!(*method, ClientAuth::SecretBasic);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -482,6 +673,48 @@ client_secret = { env = "SECRET" }
     fn http_providers_are_accepted_only_on_loopback() {
         let text = GOOD.replace("https://login.example.com/tenant/v2.0", "http://127.0.0.1:9000");
         assert!(from_text(Path::new("p.toml"), &text, &env).is_ok());
+    }
+
+    #[test]
+    fn a_multi_tenant_issuer_needs_allowed_tenants_and_a_discovery_url() {
+        let multi =
+            GOOD.replace("https://login.example.com/tenant/v2.0", "https://login.microsoftonline.com/{tenantid}/v2.0");
+        let err = from_text(Path::new("p.toml"), &multi, &env).unwrap_err().to_string();
+        assert!(err.contains("needs allowed_tenants"), "{err}");
+        assert!(err.contains("needs discovery_url"), "{err}");
+        let ok = multi.replace(
+            "client_id = \"abc\"",
+            "client_id = \"abc\"\ndiscovery_url = \"https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration\"\nallowed_tenants = [\"72f988bf-86f1-41af-91ab-2d7cd011db47\"]",
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &ok, &env).unwrap();
+        assert_eq!(c.oidc.allowed_tenants, ["72f988bf-86f1-41af-91ab-2d7cd011db47"]);
+        let not_a_tenant = ok.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso");
+        assert!(
+            from_text(Path::new("p.toml"), &not_a_tenant, &env).unwrap_err().to_string().contains("not a tenant id")
+        );
+        let organizations = GOOD
+            .replace("https://login.example.com/tenant/v2.0", "https://login.microsoftonline.com/organizations/v2.0");
+        let err = from_text(Path::new("p.toml"), &organizations, &env).unwrap_err().to_string();
+        assert!(err.contains("{tenantid}"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_client_credential() {
+        let none = GOOD.replace("client_secret = { env = \"SECRET\" }", "");
+        assert!(
+            from_text(Path::new("p.toml"), &none, &env).unwrap_err().to_string().contains("exactly one credential")
+        );
+        let two = GOOD.replace(
+            "client_secret = { env = \"SECRET\" }",
+            "client_secret = { env = \"SECRET\" }\nfederated_token_file = \"/dev/null\"",
+        );
+        assert!(from_text(Path::new("p.toml"), &two, &env).unwrap_err().to_string().contains("exactly one credential"));
+        let rotation = GOOD.replace(
+            "client_secret = { env = \"SECRET\" }",
+            "client_secret = { env = \"SECRET\" }\nclient_secret_previous = { env = \"SECRET\" }",
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &rotation, &env).unwrap();
+        assert!(matches!(c.oidc.credential, ClientCredential::Secret { previous: Some(_), .. }));
     }
 
     #[test]

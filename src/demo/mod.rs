@@ -31,10 +31,15 @@ pub struct DemoOptions {
     pub echo_listen: SocketAddr,
     /// Extra lines for the `[oidc]` table of the generated config (tests use this).
     pub oidc_extra: String,
-    /// Extra top-level tables for the generated config (tests use this).
+    /// Extra top-level tables for the generated config (tests use this); `{provider_graph}` in it stands for the
+    /// development provider's fake Microsoft Graph base URL.
     pub config_extra: String,
     /// The policy text; `DEMO_POLICY` by default. `http://127.0.0.1:8081` in it means the echo upstream.
     pub policy: String,
+    /// The development provider's settings (multi-tenant mode, v1 tokens, registered credentials).
+    pub provider: DevProviderConfig,
+    /// Replaces the `client_secret = ...` line of `[oidc]` (tests of other credentials use this).
+    pub credential: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -45,6 +50,8 @@ impl Default for DemoOptions {
             oidc_extra: String::new(),
             config_extra: String::new(),
             policy: DEMO_POLICY.to_string(),
+            provider: DevProviderConfig::default(),
+            credential: None,
         }
     }
 }
@@ -112,13 +119,27 @@ pub async fn start(options: DemoOptions, stop: watch::Receiver<bool>) -> Result<
     let echo =
         EchoUpstream::start(echo_listener, until(stop.clone())).await.map_err(|e| DemoError::NotLoopback(e.0))?;
     let provider_listener = bind_loopback(SocketAddr::new(options.listen.ip(), 0), true).await?;
-    let provider = DevProvider::start(provider_listener, DevProviderConfig::default(), until(stop.clone()))
+    let provider = DevProvider::start(provider_listener, options.provider.clone(), until(stop.clone()))
         .await
         .map_err(|e| DemoError::Other(e.to_string()))?;
 
     let url = format!("http://{addr}");
     let secret = provider.config().client_secret.clone();
     let session_secret = crate::secret::random_token(48);
+    let credential =
+        options.credential.clone().unwrap_or_else(|| "client_secret = { env = \"DEMO_CLIENT_SECRET\" }".to_string());
+    // Multi-tenant mode needs an allow-list; the provider's own tenant, unless the caller writes one.
+    let tenants = if provider.config().multi_tenant && !options.oidc_extra.contains("allowed_tenants") {
+        format!("allowed_tenants = [\"{}\"]", provider.config().tenant_id)
+    } else {
+        String::new()
+    };
+    // The fake Microsoft Graph resolves group overage (dave, in 250 groups), unless the caller configures Graph.
+    let graph = if options.config_extra.contains("[graph]") {
+        String::new()
+    } else {
+        format!("[graph]\nbase_url = \"{}\"\n", provider.graph_base_url())
+    };
     let text = format!(
         r#"
 [server]
@@ -128,9 +149,11 @@ shutdown_grace = "5s"
 
 [oidc]
 issuer = "{issuer}"
+discovery_url = "{discovery_url}"
 client_id = "{client_id}"
-client_secret = {{ env = "DEMO_CLIENT_SECRET" }}
+{credential}
 jwks_refetch_interval = "1s"
+{tenants}
 {oidc_extra}
 
 [session]
@@ -139,13 +162,15 @@ secret = {{ env = "DEMO_SESSION_SECRET" }}
 [bearer]
 audiences = ["{audience}"]
 
+{graph}
 {config_extra}
 "#,
         issuer = provider.issuer(),
+        discovery_url = provider.discovery_url(),
         client_id = provider.config().client_id,
         audience = provider.config().access_token_audience,
         oidc_extra = options.oidc_extra,
-        config_extra = options.config_extra,
+        config_extra = options.config_extra.replace("{provider_graph}", &provider.graph_base_url()),
     );
     let env = move |name: &str| match name {
         "DEMO_CLIENT_SECRET" => Some(secret.clone()),

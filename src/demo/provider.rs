@@ -3,18 +3,22 @@
 //! production.
 //!
 //! It backs `postern demo` and the integration tests, which start many instances side by side,
-//! each on its own loopback port. It knows three users ([`USERS`]) and one client
-//! ([`DevProviderConfig`]), keeps everything in memory, and can be made to misbehave on purpose
-//! ([`Tamper`], [`Misbehaviour`]) so tests can prove that Postern refuses what it must.
+//! each on its own loopback port. It knows six users ([`USERS`]: one in 250 groups, one guest, one
+//! in another tenant) and one client ([`DevProviderConfig`]), keeps everything in memory, and can be
+//! made to misbehave on purpose ([`Tamper`], [`Misbehaviour`]) so tests can prove that Postern
+//! refuses what it must. It speaks Entra's shapes: v1.0 or v2.0 tokens ([`TokenVersion`]), a
+//! multi-tenant mode whose discovery names the `{tenantid}` issuer template, per-key `issuer` in the
+//! JWKS, group overage claims, and a fake Microsoft Graph.
 //!
 //! | endpoint | what it does |
 //! | --- | --- |
-//! | `GET /.well-known/openid-configuration` | discovery |
+//! | `GET /.well-known/openid-configuration` | discovery (also under any path, e.g. `/organizations/v2.0/...`) |
 //! | `GET /jwks` | the signing keys (current, and the previous one after a rotation) |
 //! | `GET /authorize` | code flow with PKCE (S256 only); a user picker page, or `login_hint=alice` to skip it |
-//! | `POST /token` | `authorization_code`, `refresh_token` (rotating), `client_credentials` |
+//! | `POST /token` | `authorization_code`, `refresh_token` (rotating), `client_credentials` (also for Graph); client secrets, `private_key_jwt` or a federated assertion |
 //! | `GET /userinfo` | the user's claims, for an access token it issued |
 //! | `GET /logout` | a signed-out page, or a redirect back to a loopback URL |
+//! | `GET /graph/v1.0/users/{oid}/transitiveMemberOf/microsoft.graph.group` | the fake Graph: a user's groups, in pages with `@odata.nextLink`, for an app-only Graph token |
 //!
 //! It listens on loopback only, and never logs a token or the client secret.
 
@@ -56,6 +60,28 @@ pub const DEMO_APP_OID: &str = "e5a1f3c9-64b2-4d87-b0e4-93c82d1a7f56";
 /// The app roles every app-only (client credentials) token carries.
 pub const DEMO_APP_ROLES: &[&str] = &["Deploy.Write"];
 
+/// The audience of app-only tokens for Microsoft Graph (`scope=https://graph.microsoft.com/.default`).
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// The audience of a federated credential (workload identity) assertion, as Entra requires it.
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// Entra leaves the `groups` claim out of a JWT for a user in more than this many groups (group overage).
+pub const GROUP_OVERAGE_LIMIT: usize = 200;
+
+/// A tenant other than the provider's own: frank signs in to it, and erin's home tenant.
+pub const OTHER_TENANT: &str = "3d9f6b1a-7c2e-4e85-b4a0-1f5c8d2e9a67";
+
+/// Which token shapes the provider issues (Entra's v1.0 or v2.0 endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenVersion {
+    /// v2.0: `ver` 2.0, `preferred_username`, `azp`; the header has only `kid`.
+    #[default]
+    V2,
+    /// v1.0: `ver` 1.0, `upn` and `unique_name`, `appid`; the header has `x5t` too.
+    V1,
+}
+
 /// A user the development provider can sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DevUser {
@@ -69,6 +95,12 @@ pub struct DevUser {
     pub oid: &'static str,
     /// Object ids of the groups the user belongs to (the `groups` claim).
     pub groups: &'static [&'static str],
+    /// How many more (made-up) groups the user is in, beyond `groups`: enough makes a group overage.
+    pub extra_groups: usize,
+    /// The tenant the user signs in to, when not the provider's own.
+    pub tenant: Option<&'static str>,
+    /// For a guest (B2B): the home tenant. Guests' tokens carry `acct` = 1 and `idp` = the home tenant.
+    pub home_tenant: Option<&'static str>,
 }
 
 impl DevUser {
@@ -76,10 +108,23 @@ impl DevUser {
     pub fn uses_mfa(&self) -> bool {
         self.name == "alice"
     }
+
+    /// Every group the user is in: `groups`, then the made-up ones.
+    pub fn all_groups(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.groups.iter().map(|g| g.to_string()).collect();
+        all.extend((1..=self.extra_groups).map(generated_group));
+        all
+    }
 }
 
-/// The users the development provider knows: alice (eng, admins, signs in with MFA), bob (eng)
-/// and carol (no groups).
+/// The `n`th made-up group id (for users in very many groups).
+pub fn generated_group(n: usize) -> String {
+    format!("0000d000-0000-4000-8000-{n:012}")
+}
+
+/// The users the development provider knows: alice (eng, admins, signs in with MFA), bob (eng),
+/// carol (no groups), dave (eng and 249 more: 250 groups, so his tokens carry a group overage instead of
+/// groups), erin (eng, a guest from [`OTHER_TENANT`]) and frank (eng, signs in to [`OTHER_TENANT`]).
 pub const USERS: &[DevUser] = &[
     DevUser {
         name: "alice",
@@ -87,6 +132,9 @@ pub const USERS: &[DevUser] = &[
         email: "alice@example.com",
         oid: "2f6a1c84-93d7-4b0e-a5c2-7e18d9f04b61",
         groups: &[GROUP_ENG, GROUP_ADMINS],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
     },
     DevUser {
         name: "bob",
@@ -94,6 +142,9 @@ pub const USERS: &[DevUser] = &[
         email: "bob@example.com",
         oid: "7c3e9b12-5a48-4f6d-8e21-c0b4a7d39e85",
         groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
     },
     DevUser {
         name: "carol",
@@ -101,6 +152,39 @@ pub const USERS: &[DevUser] = &[
         email: "carol@example.com",
         oid: "b94d07e3-1f6c-4a29-9d83-5e2a60c7f1d4",
         groups: &[],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: None,
+    },
+    DevUser {
+        name: "dave",
+        display_name: "Dave Davis",
+        email: "dave@example.com",
+        oid: "d4a7e2c1-0b3f-4e69-8a15-6c2f9e7d3b40",
+        groups: &[GROUP_ENG],
+        extra_groups: 249,
+        tenant: None,
+        home_tenant: None,
+    },
+    DevUser {
+        name: "erin",
+        display_name: "Erin Evans (guest)",
+        email: "erin@partner.example",
+        oid: "e1b5c3d7-2a4f-4b8e-9c60-7d1e3f5a9b22",
+        groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: None,
+        home_tenant: Some(OTHER_TENANT),
+    },
+    DevUser {
+        name: "frank",
+        display_name: "Frank Fischer",
+        email: "frank@other.example",
+        oid: "f6c8a0e2-4b1d-4f37-a9e5-2c7b9d1f3a84",
+        groups: &[GROUP_ENG],
+        extra_groups: 0,
+        tenant: Some(OTHER_TENANT),
+        home_tenant: None,
     },
 ];
 
@@ -131,6 +215,19 @@ pub struct DevProviderConfig {
     pub id_token_ttl: Duration,
     /// The `aud` of access tokens.
     pub access_token_audience: String,
+    /// Multi-tenant mode: the discovery document (at `/organizations/v2.0/...`) names the issuer template
+    /// `http://ADDR/{tenantid}/v2.0` (v1: `http://ADDR/{tenantid}/`), and each token's `iss` carries its `tid`.
+    pub multi_tenant: bool,
+    /// v1.0 or v2.0 token shapes.
+    pub token_version: TokenVersion,
+    /// A certificate (PEM) registered for `private_key_jwt`: assertions with its `x5t#S256`, signed by its key
+    /// (PS256 or RS256), authenticate the client.
+    pub client_certificate_pem: Option<String>,
+    /// A federated credential: assertions signed by this provider with `aud` = [`FEDERATED_AUDIENCE`] and
+    /// this `sub` authenticate the client (as a Kubernetes service account token would).
+    pub federated_subject: Option<String>,
+    /// Groups per page of the fake Microsoft Graph (it honours a smaller `$top`).
+    pub graph_page_size: usize,
 }
 
 impl Default for DevProviderConfig {
@@ -141,6 +238,11 @@ impl Default for DevProviderConfig {
             tenant_id: "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a".to_owned(),
             id_token_ttl: Duration::from_secs(3600),
             access_token_audience: "api://postern".to_owned(),
+            multi_tenant: false,
+            token_version: TokenVersion::V2,
+            client_certificate_pem: None,
+            federated_subject: None,
+            graph_page_size: 100,
         }
     }
 }
@@ -153,7 +255,9 @@ impl fmt::Debug for DevProviderConfig {
             .field("tenant_id", &self.tenant_id)
             .field("id_token_ttl", &self.id_token_ttl)
             .field("access_token_audience", &self.access_token_audience)
-            .finish()
+            .field("multi_tenant", &self.multi_tenant)
+            .field("token_version", &self.token_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,6 +305,8 @@ pub enum Misbehaviour {
     JwksGarbage,
     /// Discovery answers 503.
     DiscoveryDown,
+    /// The fake Microsoft Graph answers 503.
+    GraphDown,
 }
 
 /// Why the development provider could not start.
@@ -250,6 +356,9 @@ struct Inner {
     foreign_key: OnceLock<Option<Arc<SigningKey>>>,
     jwks_requests: AtomicUsize,
     token_requests: AtomicUsize,
+    graph_requests: AtomicUsize,
+    graph_lookups: AtomicUsize,
+    client_assertions: AtomicUsize,
 }
 
 struct State {
@@ -259,6 +368,10 @@ struct State {
     misbehaviour: Misbehaviour,
     codes: HashMap<String, PendingCode>,
     refresh_tokens: HashMap<String, RefreshGrant>,
+    /// Client secrets accepted now (several during a rotation).
+    client_secrets: Vec<String>,
+    /// The `issuer` the JWKS names for its keys, when not the provider's own (see [`DevProvider::set_key_issuer`]).
+    key_issuer: Option<String>,
 }
 
 impl State {
@@ -335,21 +448,34 @@ impl DevProvider {
         let addr = listener.local_addr()?;
         ensure_loopback(addr)?;
         let key = tokio::task::spawn_blocking(generate_key).await.map_err(|_| DevProviderError::KeyGeneration)??;
+        let base = format!("http://{addr}");
+        let client_secrets = vec![config.client_secret.clone()];
+        let issuer = match (config.multi_tenant, config.token_version) {
+            (false, TokenVersion::V2) => base,
+            (false, TokenVersion::V1) => format!("{base}/{}/", config.tenant_id),
+            (true, TokenVersion::V2) => format!("{base}/{{tenantid}}/v2.0"),
+            (true, TokenVersion::V1) => format!("{base}/{{tenantid}}/"),
+        };
         let provider = DevProvider {
             inner: Arc::new(Inner {
                 config,
                 addr,
-                issuer: format!("http://{addr}"),
+                issuer,
                 state: Mutex::new(State {
                     keys: vec![Arc::new(key)],
                     tamper: Tamper::None,
                     misbehaviour: Misbehaviour::None,
                     codes: HashMap::new(),
                     refresh_tokens: HashMap::new(),
+                    client_secrets,
+                    key_issuer: None,
                 }),
                 foreign_key: OnceLock::new(),
                 jwks_requests: AtomicUsize::new(0),
                 token_requests: AtomicUsize::new(0),
+                graph_requests: AtomicUsize::new(0),
+                graph_lookups: AtomicUsize::new(0),
+                client_assertions: AtomicUsize::new(0),
             }),
         };
         let server = provider.clone();
@@ -362,10 +488,61 @@ impl DevProvider {
         Ok(provider)
     }
 
-    /// The issuer, `http://127.0.0.1:PORT` without a trailing slash; also the base URL of every
-    /// endpoint.
+    /// The issuer: `http://127.0.0.1:PORT` without a trailing slash (single tenant, v2), `http://ADDR/TID/`
+    /// (v1), or the template `http://ADDR/{tenantid}/v2.0` (multi-tenant). Configure Postern with this.
     pub fn issuer(&self) -> String {
         self.inner.issuer.clone()
+    }
+
+    /// `http://127.0.0.1:PORT`: where every endpoint is.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+
+    /// The discovery document's URL (multi-tenant: the `organizations` one, as in Entra).
+    pub fn discovery_url(&self) -> String {
+        if self.inner.config.multi_tenant {
+            format!("{}/organizations/v2.0/.well-known/openid-configuration", self.base_url())
+        } else {
+            format!("{}/.well-known/openid-configuration", self.inner.issuer.trim_end_matches('/'))
+        }
+    }
+
+    /// The `iss` of a token for tenant `tid`: the issuer, with the tenant substituted in multi-tenant mode.
+    pub fn issuer_for(&self, tid: &str) -> String {
+        crate::oidc::entra::substitute(&self.inner.issuer, tid)
+    }
+
+    /// The fake Microsoft Graph's base URL, for `[graph] base_url`.
+    pub fn graph_base_url(&self) -> String {
+        format!("{}/graph/v1.0", self.base_url())
+    }
+
+    /// How many requests (pages) the fake Graph has answered.
+    pub fn graph_requests(&self) -> usize {
+        self.inner.graph_requests.load(Ordering::Relaxed)
+    }
+
+    /// How many group lookups (first pages) the fake Graph has answered.
+    pub fn graph_lookups(&self) -> usize {
+        self.inner.graph_lookups.load(Ordering::Relaxed)
+    }
+
+    /// How many client assertions (`private_key_jwt` or federated) `/token` has verified and accepted.
+    pub fn client_assertions_accepted(&self) -> usize {
+        self.inner.client_assertions.load(Ordering::Relaxed)
+    }
+
+    /// Makes the JWKS say its keys sign for `issuer` (as Entra's key document says of the consumer-accounts
+    /// key), or for the provider's own issuer again with `None`. Tokens are signed as before.
+    pub fn set_key_issuer(&self, issuer: Option<String>) {
+        self.state().key_issuer = issuer;
+    }
+
+    /// Replaces the client secrets `/token` accepts (as an operator adding or removing secrets at the
+    /// provider during a rotation).
+    pub fn set_client_secrets(&self, secrets: &[&str]) {
+        self.state().client_secrets = secrets.iter().map(|s| s.to_string()).collect();
     }
 
     /// The address the provider listens on.
@@ -439,6 +616,7 @@ impl DevProvider {
             }
         };
         merge(&mut claims, &extra_claims);
+        self.reissue_for_tenant(&mut claims, &extra_claims);
         self.encode_id_token(claims)
     }
 
@@ -448,12 +626,13 @@ impl DevProvider {
     pub fn mint_access_token(&self, subject_claims: Value) -> String {
         let now = now();
         let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("iss".into(), json!(self.issuer_for(&self.inner.config.tenant_id)));
         claims.insert("aud".into(), json!(self.inner.config.access_token_audience));
         claims.insert("iat".into(), json!(now));
         claims.insert("nbf".into(), json!(now));
         claims.insert("exp".into(), json!(now + self.ttl_secs()));
         merge(&mut claims, &subject_claims);
+        self.reissue_for_tenant(&mut claims, &subject_claims);
         self.sign_access_token(claims)
     }
 
@@ -501,8 +680,9 @@ impl DevProvider {
         let config = &self.inner.config;
         let now = now();
         let amr: &[&str] = if person.mfa { &["pwd", "mfa"] } else { &["pwd"] };
+        let tid = person.tenant.unwrap_or(&config.tenant_id);
         let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("iss".into(), json!(self.issuer_for(tid)));
         claims.insert("sub".into(), json!(pairwise_subject(person.oid, &config.client_id)));
         claims.insert("aud".into(), json!(config.client_id));
         claims.insert("exp".into(), json!(now + self.ttl_secs()));
@@ -512,16 +692,65 @@ impl DevProvider {
             claims.insert("nonce".into(), json!(nonce));
         }
         claims.insert("auth_time".into(), json!(auth_time));
-        claims.insert("tid".into(), json!(config.tenant_id));
+        claims.insert("tid".into(), json!(tid));
         claims.insert("oid".into(), json!(person.oid));
-        claims.insert("preferred_username".into(), json!(person.email));
         claims.insert("email".into(), json!(person.email));
         claims.insert("name".into(), json!(person.display_name));
-        claims.insert("groups".into(), json!(person.groups));
-        claims.insert("ver".into(), json!("2.0"));
+        self.insert_groups(&mut claims, person.oid, tid, &person.groups);
+        self.insert_version_claims(&mut claims, person.email);
+        self.insert_guest_claims(&mut claims, person.home_tenant);
         claims.insert("amr".into(), json!(amr));
         claims.insert("sid".into(), json!(sid));
+        claims.insert("login_hint".into(), json!(login_hint(person.oid, tid)));
         claims
+    }
+
+    /// `groups`, or Entra's overage indicator when there are more than [`GROUP_OVERAGE_LIMIT`].
+    fn insert_groups(&self, claims: &mut Map<String, Value>, oid: &str, tid: &str, groups: &[String]) {
+        if groups.len() > GROUP_OVERAGE_LIMIT {
+            claims.insert("_claim_names".into(), json!({ "groups": "src1" }));
+            // The legacy Azure AD Graph URL Entra really sends; relying parties must not call it.
+            claims.insert(
+                "_claim_sources".into(),
+                json!({ "src1": { "endpoint": format!("https://graph.windows.net/{tid}/users/{oid}/getMemberObjects") } }),
+            );
+        } else {
+            claims.insert("groups".into(), json!(groups));
+        }
+    }
+
+    /// `ver`, and the username claims of that version.
+    fn insert_version_claims(&self, claims: &mut Map<String, Value>, username: &str) {
+        match self.inner.config.token_version {
+            TokenVersion::V2 => {
+                claims.insert("preferred_username".into(), json!(username));
+                claims.insert("ver".into(), json!("2.0"));
+            }
+            TokenVersion::V1 => {
+                claims.insert("upn".into(), json!(username));
+                claims.insert("unique_name".into(), json!(username));
+                claims.insert("ver".into(), json!("1.0"));
+            }
+        }
+    }
+
+    /// A guest's `acct` and `idp` (the home tenant's v1 issuer, as Entra writes it).
+    fn insert_guest_claims(&self, claims: &mut Map<String, Value>, home_tenant: Option<&str>) {
+        if let Some(home) = home_tenant {
+            claims.insert("acct".into(), json!(1));
+            claims.insert("idp".into(), json!(format!("https://sts.windows.net/{home}/")));
+        }
+    }
+
+    /// After a test merged claims: a changed `tid` (without an explicit `iss`) moves the token to that
+    /// tenant's issuer, as Entra would have issued it.
+    fn reissue_for_tenant(&self, claims: &mut Map<String, Value>, overrides: &Value) {
+        if overrides.get("tid").is_some()
+            && overrides.get("iss").is_none()
+            && let Some(tid) = claims.get("tid").and_then(Value::as_str).map(str::to_owned)
+        {
+            claims.insert("iss".into(), json!(self.issuer_for(&tid)));
+        }
     }
 
     /// The access token `/token` issues with a user's sign-in.
@@ -531,28 +760,39 @@ impl DevProvider {
         let scp: Vec<&str> =
             sign_in.scope.split(' ').filter(|scope| !scope.is_empty() && !OIDC_SCOPES.contains(scope)).collect();
         let scp = if scp.is_empty() { "access_as_user".to_owned() } else { scp.join(" ") };
-        self.mint_access_token(json!({
-            "sub": pairwise_subject(user.oid, &config.client_id),
-            "oid": user.oid,
-            "tid": config.tenant_id,
-            "azp": config.client_id,
-            "scp": scp,
-            "name": user.display_name,
-            "preferred_username": user.email,
-            "groups": user.groups,
-            "sid": sign_in.sid,
-            "ver": "2.0",
-        }))
+        let tid = user.tenant.unwrap_or(&config.tenant_id);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(pairwise_subject(user.oid, &config.client_id)));
+        claims.insert("oid".into(), json!(user.oid));
+        claims.insert("tid".into(), json!(tid));
+        let client = if self.inner.config.token_version == TokenVersion::V1 { "appid" } else { "azp" };
+        claims.insert(client.into(), json!(config.client_id));
+        claims.insert("scp".into(), json!(scp));
+        claims.insert("name".into(), json!(user.display_name));
+        claims.insert("sid".into(), json!(sign_in.sid));
+        self.insert_groups(&mut claims, user.oid, tid, &user.all_groups());
+        self.insert_version_claims(&mut claims, user.email);
+        self.insert_guest_claims(&mut claims, user.home_tenant);
+        self.mint_access_token(Value::Object(claims))
     }
 
     fn sign_access_token(&self, claims: Map<String, Value>) -> String {
         let Some(key) = self.state().current_key() else {
             return String::new();
         };
-        let header = json!({ "alg": "RS256", "typ": "JWT", "kid": key.kid });
+        let header = self.rs256_header(Some(&key.kid));
         let input = signing_input(&header, &claims);
         let signature = rs256(&key, &input);
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The header of an RS256 token: v1.0 tokens repeat the key id as `x5t`, as Entra's do.
+    fn rs256_header(&self, kid: Option<&str>) -> Value {
+        match (kid, self.inner.config.token_version) {
+            (Some(kid), TokenVersion::V1) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid, "x5t": kid }),
+            (Some(kid), TokenVersion::V2) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
+            (None, _) => json!({ "alg": "RS256", "typ": "JWT" }),
+        }
     }
 
     /// Signs ID token claims, applying the current [`Tamper`].
@@ -564,10 +804,7 @@ impl DevProvider {
         let Some(key) = key else {
             return String::new();
         };
-        let rs256_header = |kid: Option<&str>| match kid {
-            Some(kid) => json!({ "alg": "RS256", "typ": "JWT", "kid": kid }),
-            None => json!({ "alg": "RS256", "typ": "JWT" }),
-        };
+        let rs256_header = |kid: Option<&str>| self.rs256_header(kid);
         let signed = |header: Value, claims: &Map<String, Value>, key: &SigningKey, corrupt: bool| {
             let input = signing_input(&header, claims);
             let mut signature = rs256(key, &input);
@@ -619,6 +856,11 @@ impl DevProvider {
     /// The claims of an access token this provider signed, for its access-token audience, that has
     /// not expired.
     fn verify_own_token(&self, token: &str) -> Option<Map<String, Value>> {
+        self.verify_own_token_for(token, &self.inner.config.access_token_audience)
+    }
+
+    /// The claims of a token this provider signed for `audience`, that has not expired.
+    fn verify_own_token_for(&self, token: &str, audience: &str) -> Option<Map<String, Value>> {
         let mut parts = token.split('.');
         let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -641,10 +883,10 @@ impl DevProvider {
         }
         let claims: Map<String, Value> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
         let unexpired = claims.get("exp").and_then(Value::as_u64).is_some_and(|exp| exp > now());
-        let ours = claims.get("iss").and_then(Value::as_str) == Some(self.inner.issuer.as_str());
+        let tid = claims.get("tid").and_then(Value::as_str).unwrap_or(&self.inner.config.tenant_id);
+        let ours = claims.get("iss").and_then(Value::as_str) == Some(self.issuer_for(tid).as_str());
         // An ID token is not an access token, even though this provider signs both.
-        let access =
-            claims.get("aud").and_then(Value::as_str) == Some(self.inner.config.access_token_audience.as_str());
+        let access = claims.get("aud").and_then(Value::as_str) == Some(audience);
         (unexpired && ours && access).then_some(claims)
     }
 
@@ -654,6 +896,15 @@ impl DevProvider {
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let method = request.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
+        let path = request.uri().path();
+        if path.ends_with("/.well-known/openid-configuration") && path != "/.well-known/openid-configuration" {
+            // The issuer's own path (v1 `/{tid}/`, multi-tenant `/organizations/v2.0`), as in Entra.
+            return if get { self.discovery() } else { method_not_allowed("GET, HEAD") };
+        }
+        if let Some(rest) = path.strip_prefix("/graph/v1.0/") {
+            let rest = rest.to_owned();
+            return if get { self.graph(&request, &rest) } else { method_not_allowed("GET, HEAD") };
+        }
         match request.uri().path() {
             "/.well-known/openid-configuration" if get => self.discovery(),
             "/jwks" if get => self.jwks(),
@@ -684,11 +935,11 @@ impl DevProvider {
                 &json!({ "error": "temporarily_unavailable", "error_description": "discovery is down (Misbehaviour::DiscoveryDown)" }),
             );
         }
-        let issuer = &self.inner.issuer;
+        let issuer = &self.base_url();
         json_response(
             StatusCode::OK,
             &json!({
-                "issuer": issuer,
+                "issuer": self.inner.issuer,
                 "authorization_endpoint": format!("{issuer}/authorize"),
                 "token_endpoint": format!("{issuer}/token"),
                 "jwks_uri": format!("{issuer}/jwks"),
@@ -698,7 +949,7 @@ impl DevProvider {
                 "response_modes_supported": ["query"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
                 "code_challenge_methods_supported": ["S256"],
                 "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -714,10 +965,11 @@ impl DevProvider {
 
     fn jwks(&self) -> Response<Body> {
         self.inner.jwks_requests.fetch_add(1, Ordering::Relaxed);
-        let (misbehaviour, keys) = {
+        let (misbehaviour, keys, key_issuer) = {
             let state = self.state();
-            (state.misbehaviour, state.keys.clone())
+            (state.misbehaviour, state.keys.clone(), state.key_issuer.clone())
         };
+        let key_issuer = key_issuer.unwrap_or_else(|| self.inner.issuer.clone());
         if misbehaviour == Misbehaviour::JwksGarbage {
             return garbage();
         }
@@ -725,7 +977,10 @@ impl DevProvider {
         let keys: Vec<Value> = keys
             .iter()
             .rev()
-            .map(|key| json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e }))
+            .map(|key| {
+                // Entra's key documents say which issuer each key signs for (the template, in multi-tenant mode).
+                json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key.kid, "n": key.n, "e": key.e, "issuer": key_issuer })
+            })
             .collect();
         json_response(StatusCode::OK, &json!({ "keys": keys }))
     }
@@ -913,7 +1168,7 @@ impl DevProvider {
             Misbehaviour::TokenEndpointError => {
                 return token_error(TokenError::InvalidGrant("Misbehaviour::TokenEndpointError".into()));
             }
-            Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown => {}
+            Misbehaviour::None | Misbehaviour::JwksGarbage | Misbehaviour::DiscoveryDown | Misbehaviour::GraphDown => {}
         }
         match self.token_inner(request).await {
             Ok(body) => {
@@ -973,6 +1228,20 @@ impl DevProvider {
     /// Checks the client's credentials (RFC 6749 section 2.3.1) and returns its id.
     fn authenticate_client(&self, headers: &HeaderMap, form: &Params) -> Result<String, TokenError> {
         let config = &self.inner.config;
+        if let Some(kind) = form.get("client_assertion_type") {
+            if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                || headers.contains_key(header::AUTHORIZATION)
+            {
+                return Err(TokenError::InvalidClient);
+            }
+            let assertion = form.get("client_assertion").ok_or(TokenError::InvalidClient)?;
+            let client_id = form.get("client_id").unwrap_or(&config.client_id);
+            if client_id != config.client_id || !self.client_assertion_valid(assertion) {
+                return Err(TokenError::InvalidClient);
+            }
+            self.inner.client_assertions.fetch_add(1, Ordering::Relaxed);
+            return Ok(client_id.to_owned());
+        }
         let (client_id, secret) = match headers.get(header::AUTHORIZATION) {
             Some(authorization) => {
                 if form.get("client_secret").is_some() {
@@ -992,10 +1261,48 @@ impl DevProvider {
             },
         };
         let id_ok = client_id == config.client_id;
-        let secret_ok =
-            aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), config.client_secret.as_bytes())
-                .is_ok();
+        let accepted = self.state().client_secrets.clone();
+        let secret_ok = accepted.iter().fold(false, |ok, known| {
+            ok | aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), known.as_bytes()).is_ok()
+        });
         if id_ok && secret_ok { Ok(client_id) } else { Err(TokenError::InvalidClient) }
+    }
+
+    /// A client assertion, as Entra checks one: either `private_key_jwt` (header `x5t#S256` = the registered
+    /// certificate's SHA-256 thumbprint, PS256 or RS256 by its key, `iss` = `sub` = the client id, `aud` = this
+    /// token endpoint, unexpired, with a `jti`), or a federated credential (signed by this provider, `aud`
+    /// [`FEDERATED_AUDIENCE`], `sub` = the configured subject).
+    fn client_assertion_valid(&self, assertion: &str) -> bool {
+        let config = &self.inner.config;
+        let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+            return false;
+        };
+        if let Some(thumbprint) = &header.x5t_s256 {
+            let Some(cert) = &config.client_certificate_pem else {
+                return false;
+            };
+            if crate::config::certificate_thumbprint(cert.as_bytes()).as_deref() != Some(thumbprint.as_str()) {
+                return false;
+            }
+            if !matches!(header.alg, jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256) {
+                return false;
+            }
+            let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(cert.as_bytes()) else {
+                return false;
+            };
+            let mut validation = jsonwebtoken::Validation::new(header.alg);
+            validation.set_audience(&[format!("{}/token", self.base_url())]);
+            validation.set_issuer(&[&config.client_id]);
+            validation.sub = Some(config.client_id.clone());
+            validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+            return jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation)
+                .is_ok_and(|data| data.claims.get("jti").and_then(Value::as_str).is_some_and(|j| !j.is_empty()));
+        }
+        let Some(subject) = &config.federated_subject else {
+            return false;
+        };
+        self.verify_own_token_for(assertion, FEDERATED_AUDIENCE)
+            .is_some_and(|claims| claims.get("sub").and_then(Value::as_str) == Some(subject.as_str()))
     }
 
     fn authorization_code_grant(&self, client_id: &str, form: &Params) -> Result<Value, TokenError> {
@@ -1070,6 +1377,19 @@ impl DevProvider {
         let config = &self.inner.config;
         let scope =
             form.get("scope").map_or_else(|| format!("{}/.default", config.access_token_audience), str::to_owned);
+        if scope == format!("{GRAPH_AUDIENCE}/.default") {
+            let token = self.mint_access_token(json!({
+                "aud": GRAPH_AUDIENCE,
+                "sub": DEMO_APP_OID,
+                "azp": client_id,
+                "appid": client_id,
+                "oid": DEMO_APP_OID,
+                "roles": ["GroupMember.Read.All"],
+                "idtyp": "app",
+                "ver": "1.0",
+            }));
+            return json!({ "access_token": token, "token_type": "Bearer", "expires_in": self.ttl_secs(), "scope": scope });
+        }
         let token = self.mint_access_token(json!({
             "sub": client_id,
             "azp": client_id,
@@ -1086,6 +1406,66 @@ impl DevProvider {
             "expires_in": self.ttl_secs(),
             "scope": scope,
         })
+    }
+
+    // ---- the fake Microsoft Graph
+
+    /// `GET /graph/v1.0/users/{oid}/transitiveMemberOf/microsoft.graph.group[?$top=N][&$skiptoken=K]`, with an
+    /// app-only token for Graph: the user's groups, one page at a time, with `@odata.nextLink` until the last.
+    fn graph(&self, request: &Request<Incoming>, rest: &str) -> Response<Body> {
+        self.inner.graph_requests.fetch_add(1, Ordering::Relaxed);
+        if self.state().misbehaviour == Misbehaviour::GraphDown {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": { "code": "serviceNotAvailable", "message": "Misbehaviour::GraphDown" } }),
+            );
+        }
+        let graph_error = |status: StatusCode, code: &str| {
+            json_response(status, &json!({ "error": { "code": code, "message": code } }))
+        };
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if token.and_then(|t| self.verify_own_token_for(t, GRAPH_AUDIENCE)).is_none() {
+            return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+        }
+        let parts: Vec<&str> = rest.split('/').collect();
+        let ["users", oid, "transitiveMemberOf", "microsoft.graph.group"] = parts.as_slice() else {
+            return graph_error(StatusCode::BAD_REQUEST, "BadRequest");
+        };
+        let Some(user) = USERS.iter().find(|user| user.oid == *oid) else {
+            return graph_error(StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+        };
+        let params = Params::parse(request.uri().query().unwrap_or(""));
+        let size = params
+            .get("$top")
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(100)
+            .clamp(1, 999)
+            .min(self.inner.config.graph_page_size.max(1));
+        let skip = params.get("$skiptoken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+        if skip == 0 {
+            self.inner.graph_lookups.fetch_add(1, Ordering::Relaxed);
+        }
+        let groups = user.all_groups();
+        let page: Vec<Value> = groups
+            .iter()
+            .skip(skip)
+            .take(size)
+            .map(|id| json!({ "@odata.type": "#microsoft.graph.group", "id": id }))
+            .collect();
+        let mut body =
+            json!({ "@odata.context": format!("{}/$metadata#groups(id)", self.graph_base_url()), "value": page });
+        if skip.saturating_add(size) < groups.len() {
+            body["@odata.nextLink"] = json!(format!(
+                "{}/users/{oid}/transitiveMemberOf/microsoft.graph.group?$select=id&$top={size}&$skiptoken={}",
+                self.graph_base_url(),
+                skip.saturating_add(size)
+            ));
+        }
+        json_response(StatusCode::OK, &body)
     }
 
     // ---- /userinfo and /logout
@@ -1164,13 +1544,21 @@ fn pairwise_subject(oid: &str, client_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest.finish().as_ref())
 }
 
+/// Entra's `login_hint` optional claim for a user: opaque to relying parties, which send it back as
+/// `logout_hint`.
+pub fn login_hint(oid: &str, tid: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("O.{oid}@{tid}"))
+}
+
 /// The claims-relevant facts about a person, whether one of [`USERS`] or a made-up one.
 struct Person<'a> {
     oid: &'a str,
     email: &'a str,
     display_name: &'a str,
-    groups: &'a [&'a str],
+    groups: Vec<String>,
     mfa: bool,
+    tenant: Option<&'a str>,
+    home_tenant: Option<&'a str>,
 }
 
 impl From<&'static DevUser> for Person<'static> {
@@ -1179,8 +1567,10 @@ impl From<&'static DevUser> for Person<'static> {
             oid: user.oid,
             email: user.email,
             display_name: user.display_name,
-            groups: user.groups,
+            groups: user.all_groups(),
             mfa: user.uses_mfa(),
+            tenant: user.tenant,
+            home_tenant: user.home_tenant,
         }
     }
 }
@@ -1201,7 +1591,15 @@ impl Stranger {
     }
 
     fn as_person(&self) -> Person<'_> {
-        Person { oid: &self.oid, email: &self.email, display_name: &self.display_name, groups: &[], mfa: false }
+        Person {
+            oid: &self.oid,
+            email: &self.email,
+            display_name: &self.display_name,
+            groups: Vec::new(),
+            mfa: false,
+            tenant: None,
+            home_tenant: None,
+        }
     }
 }
 
@@ -2117,7 +2515,7 @@ mod tests {
     #[tokio::test]
     async fn minted_tokens_merge_claims_and_cover_unknown_users() {
         let provider = start().await;
-        let token = provider.mint_id_token("dave", json!({ "exp": 1, "email": null }));
+        let token = provider.mint_id_token("zed", json!({ "exp": 1, "email": null }));
         let claims = claims_of(&token);
         assert_eq!(claims["exp"], 1);
         assert!(claims.get("email").is_none());
@@ -2243,5 +2641,47 @@ mod tests {
         let plain = get(&format!("{}/logout", provider.issuer())).await;
         assert_eq!(plain.status, StatusCode::OK);
         assert!(plain.text().contains(BANNER));
+    }
+
+    #[tokio::test]
+    async fn the_fake_graph_pages_a_users_groups_for_a_graph_token_only() {
+        let provider = start().await;
+        let dave = find_user("dave").unwrap();
+        let first =
+            format!("{}/users/{}/transitiveMemberOf/microsoft.graph.group", provider.graph_base_url(), dave.oid);
+        let with_token = |url: &str, token: &str| {
+            Request::get(url).header(header::AUTHORIZATION, format!("Bearer {token}")).body(empty()).unwrap()
+        };
+        let api_token = provider.mint_access_token(json!({ "sub": "svc" }));
+        assert_eq!(send(with_token(&first, &api_token)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(get(&first).await.status, StatusCode::UNAUTHORIZED);
+
+        let graph = token_with_secret(
+            &provider,
+            &[("grant_type", "client_credentials"), ("scope", "https://graph.microsoft.com/.default")],
+        )
+        .await
+        .json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(claims_of(&graph)["aud"], GRAPH_AUDIENCE);
+        let mut url = first.clone();
+        let mut groups = Vec::new();
+        loop {
+            let page = send(with_token(&url, &graph)).await.json();
+            groups.extend(page["value"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_owned()));
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(groups, dave.all_groups());
+        assert_eq!((provider.graph_lookups(), provider.graph_requests()), (1, 5));
+
+        let huge = format!("{first}?$skiptoken={}", usize::MAX);
+        let page = send(with_token(&huge, &graph)).await.json();
+        assert_eq!(page["value"], json!([]));
+        assert!(page.get("@odata.nextLink").is_none());
     }
 }

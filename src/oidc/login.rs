@@ -382,9 +382,12 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
     let return_to =
         q.get("rd").and_then(|r| safe_return_path(r, &st.config.server.public_url)).unwrap_or_else(|| "/".to_string());
     let mut id_token_hint = None;
+    let mut logout_hint = None;
     if let Some(ticket) = st.cookies.session_ticket(headers) {
         if let Ok(Some(session)) = st.sessions.get(&ticket).await {
             id_token_hint = session.id_token.as_ref().map(|t| t.expose().clone());
+            logout_hint =
+                session.identity.claims.get("login_hint").and_then(serde_json::Value::as_str).map(str::to_string);
             tracing::info!(target: "audit", request_id, event = "sign-out", subject = %session.identity.subject, "signed out");
         }
         if let Err(e) = st.sessions.end(&ticket).await {
@@ -392,7 +395,11 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
         }
     }
     let signed_out = format!("{}/oauth2/signed_out", st.config.public_origin());
-    let target = match st.provider.end_session_url(id_token_hint.as_deref(), &signed_out, &return_to).await {
+    let target = match st
+        .provider
+        .end_session_url(id_token_hint.as_deref(), logout_hint.as_deref(), &signed_out, &return_to)
+        .await
+    {
         Some(url) => url.to_string(),
         None => format!(
             "/oauth2/signed_out?state={}",
@@ -410,7 +417,7 @@ pub async fn sign_out(st: &State, headers: &HeaderMap, query: Option<&str>, requ
 pub async fn frontchannel_logout(st: &State, query: Option<&str>, request_id: &str) -> Response<Body> {
     let q = query_map(query);
     if let Some(iss) = q.get("iss")
-        && *iss != st.provider.config().issuer
+        && !super::entra::could_match(&st.provider.config().issuer, iss)
     {
         tracing::warn!(request_id, "front-channel logout for another issuer ignored");
         return Page::new(

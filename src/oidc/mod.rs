@@ -6,6 +6,7 @@
 //! `{tenantid}` issuer template. The flow itself is a few form posts; the cryptography is jsonwebtoken's and
 //! aws-lc-rs's.
 
+pub mod entra;
 pub mod login;
 pub mod provider;
 pub mod redirect;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::{ClientAuth, OidcConfig, is_secure_or_loopback};
+use crate::config::{ClientAuth, ClientCredential, OidcConfig, SecretSource, is_secure_or_loopback};
 use crate::http_client::{FetchError, HttpClient};
 use crate::jwks::IssuerKeys;
 use crate::jwt::{self, Claims, Expectations, TokenError};
@@ -101,10 +101,29 @@ impl OidcError {
     }
 }
 
+/// What the token endpoint answered to a client-credentials request.
+#[derive(Debug)]
+pub struct AppToken {
+    /// The access token.
+    pub access_token: crate::secret::Secret<String>,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// The parsed key for `private_key_jwt` client assertions (parsed once: parsing costs more than signing).
+struct AssertionKey(jsonwebtoken::EncodingKey);
+
+impl std::fmt::Debug for AssertionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// The sign-in provider.
 #[derive(Debug)]
 pub struct Provider {
     config: OidcConfig,
+    assertion_key: Option<AssertionKey>,
     http: HttpClient,
     redirect_uri: String,
     clock: Clock,
@@ -118,8 +137,15 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 impl Provider {
     /// A provider; nothing is fetched until [`Provider::discovered`] is first called.
     pub fn new(config: OidcConfig, http: HttpClient, redirect_uri: String, clock: Clock) -> Provider {
+        let assertion_key = match &config.credential {
+            ClientCredential::Certificate { key_pem, .. } => {
+                jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose().as_bytes()).ok().map(AssertionKey)
+            }
+            _ => None,
+        };
         Provider {
             config,
+            assertion_key,
             http,
             redirect_uri,
             clock,
@@ -173,12 +199,13 @@ impl Provider {
     }
 
     async fn discover(&self) -> Result<Discovered, OidcError> {
-        let url = discovery_url(&self.config.issuer).map_err(OidcError::BadDiscovery)?;
+        let url = self.config.discovery_url.clone();
         let doc: DiscoveryDocument = self.http.get_json(&url).await.map_err(|e| match e {
             FetchError::Json { detail, .. } => OidcError::BadDiscovery(detail),
             other => OidcError::Unavailable(other.to_string()),
         })?;
-        // OpenID Connect Discovery §4.3: the document's issuer must be the one we asked about.
+        // OpenID Connect Discovery §4.3: the document's issuer must be the one we asked about. For Entra's
+        // multi-tenant documents that is the `{tenantid}` template itself, configured as such.
         if doc.issuer != self.config.issuer {
             return Err(OidcError::BadDiscovery(format!(
                 "it names the issuer \"{}\" but the configured issuer is \"{}\"",
@@ -248,12 +275,115 @@ impl Provider {
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<Tokens, OidcError> {
         let d = self.discovered().await?;
+        let body = self.token_call(&d.metadata.token_endpoint, form).await?;
+        let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+        if text("access_token").is_none() && text("id_token").is_none() {
+            return Err(OidcError::BadTokenResponse("neither access_token nor id_token".into()));
+        }
+        Ok(Tokens {
+            id_token: text("id_token"),
+            refresh_token: text("refresh_token"),
+            expires_in: body.get("expires_in").and_then(Value::as_u64),
+        })
+    }
+
+    /// An app-only access token (client-credentials grant) for `scope`, from `token_url` (`None`: the
+    /// provider's token endpoint), e.g. for Microsoft Graph.
+    pub async fn client_credentials(&self, token_url: Option<&Url>, scope: &str) -> Result<AppToken, OidcError> {
+        let endpoint = match token_url {
+            Some(u) => u.clone(),
+            None => self.discovered().await?.metadata.token_endpoint.clone(),
+        };
+        let form = [("grant_type", "client_credentials"), ("scope", scope)];
+        let body = self.token_call(&endpoint, &form).await?;
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| OidcError::BadTokenResponse("no access_token".into()))?;
+        Ok(AppToken {
+            access_token: crate::secret::Secret::new(access_token.to_string()),
+            expires_in: body.get("expires_in").and_then(Value::as_u64).unwrap_or(300),
+        })
+    }
+
+    /// POSTs `form` to a token endpoint with Postern's client credential. With a client secret under
+    /// rotation, a refusal of the current one (`invalid_client`) is retried once with the previous one.
+    async fn token_call(&self, endpoint: &Url, form: &[(&str, &str)]) -> Result<Value, OidcError> {
+        match &self.config.credential {
+            ClientCredential::Secret { current, previous, method } => {
+                let secret = read_secret(current).await;
+                match self.post_with_secret(endpoint, form, &secret, *method).await {
+                    Err(OidcError::TokenRefused { error }) if error == "invalid_client" && previous.is_some() => {
+                        let Some(previous) = previous else { return Err(OidcError::TokenRefused { error }) };
+                        let result = self.post_with_secret(endpoint, form, &read_secret(previous).await, *method).await;
+                        if result.is_ok() {
+                            tracing::warn!(
+                                "the provider refused the current client secret and accepted the previous one: finish the rotation (register the current secret at the provider)"
+                            );
+                        }
+                        result
+                    }
+                    other => other,
+                }
+            }
+            ClientCredential::Certificate { x5t_s256, alg, .. } => {
+                let key = self.assertion_key.as_ref().ok_or_else(|| {
+                    OidcError::TokenEndpoint("the client certificate's key could not be loaded".into())
+                })?;
+                let now = self.clock.now();
+                let mut header = jsonwebtoken::Header::new(*alg);
+                header.x5t_s256 = Some(x5t_s256.clone());
+                let claims = serde_json::json!({
+                    "aud": endpoint.as_str(),
+                    "iss": self.config.client_id,
+                    "sub": self.config.client_id,
+                    "jti": crate::secret::random_token(16),
+                    "iat": now,
+                    "nbf": now,
+                    "exp": now + 300,
+                });
+                let assertion = jsonwebtoken::encode(&header, &claims, &key.0)
+                    .map_err(|_| OidcError::TokenEndpoint("cannot sign the client assertion".into()))?;
+                self.post_with_assertion(endpoint, form, &assertion).await
+            }
+            ClientCredential::Federated { token_file } => {
+                let assertion = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+                    OidcError::TokenEndpoint(format!(
+                        "cannot read the federated token file {}: {e}",
+                        token_file.display()
+                    ))
+                })?;
+                self.post_with_assertion(endpoint, form, assertion.trim()).await
+            }
+        }
+    }
+
+    async fn post_with_assertion(
+        &self,
+        endpoint: &Url,
+        form: &[(&str, &str)],
+        assertion: &str,
+    ) -> Result<Value, OidcError> {
         let mut fields: Vec<(&str, &str)> = form.to_vec();
-        let authorization = match self.config.client_auth {
+        fields.push(("client_id", &self.config.client_id));
+        fields.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+        fields.push(("client_assertion", assertion));
+        self.post(endpoint, &fields, None).await
+    }
+
+    async fn post_with_secret(
+        &self,
+        endpoint: &Url,
+        form: &[(&str, &str)],
+        secret: &crate::secret::Secret<String>,
+        method: ClientAuth,
+    ) -> Result<Value, OidcError> {
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        let authorization = match method {
             ClientAuth::SecretBasic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
                 let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", enc(&self.config.client_id), enc(self.config.client_secret.expose()));
+                let pair = format!("{}:{}", enc(&self.config.client_id), enc(secret.expose()));
                 let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
                 Some(
                     HeaderValue::from_str(&value)
@@ -262,13 +392,22 @@ impl Provider {
             }
             ClientAuth::SecretPost => {
                 fields.push(("client_id", &self.config.client_id));
-                fields.push(("client_secret", self.config.client_secret.expose()));
+                fields.push(("client_secret", secret.expose()));
                 None
             }
         };
+        self.post(endpoint, &fields, authorization).await
+    }
+
+    async fn post(
+        &self,
+        endpoint: &Url,
+        fields: &[(&str, &str)],
+        authorization: Option<HeaderValue>,
+    ) -> Result<Value, OidcError> {
         let response = self
             .http
-            .post_form(&d.metadata.token_endpoint, &fields, authorization)
+            .post_form(endpoint, fields, authorization)
             .await
             .map_err(|e| OidcError::TokenEndpoint(e.to_string()))?;
         let body: Option<Value> = serde_json::from_slice(&response.body).ok();
@@ -281,20 +420,12 @@ impl Provider {
         }
         let body =
             body.filter(Value::is_object).ok_or_else(|| OidcError::BadTokenResponse("not a JSON object".into()))?;
-        let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
-        if text("access_token").is_none() && text("id_token").is_none() {
-            return Err(OidcError::BadTokenResponse("neither access_token nor id_token".into()));
-        }
-        if let Some(t) = text("token_type")
+        if let Some(t) = body.get("token_type").and_then(Value::as_str)
             && !t.eq_ignore_ascii_case("bearer")
         {
             return Err(OidcError::BadTokenResponse("token_type is not Bearer".into()));
         }
-        Ok(Tokens {
-            id_token: text("id_token"),
-            refresh_token: text("refresh_token"),
-            expires_in: body.get("expires_in").and_then(Value::as_u64),
-        })
+        Ok(body)
     }
 
     /// Verifies an ID token: signature by the provider's key for its `kid` (or any key when it has none), `iss`,
@@ -304,6 +435,7 @@ impl Provider {
         let audiences = [self.config.client_id.clone()];
         let expect = Expectations {
             issuer: &self.config.issuer,
+            allowed_tenants: &self.config.allowed_tenants,
             audiences: &audiences,
             algorithms: &[],
             leeway: self.config.leeway.as_secs(),
@@ -314,10 +446,12 @@ impl Provider {
         Ok(jwt::verify(id_token, &d.keys, &expect).await?)
     }
 
-    /// The provider's sign-out URL, when it has one.
+    /// The provider's sign-out URL, when it has one. `logout_hint` is Entra's `login_hint` optional claim, with
+    /// which Entra signs out the right account without asking which one.
     pub async fn end_session_url(
         &self,
         id_token_hint: Option<&str>,
+        logout_hint: Option<&str>,
         post_logout_redirect_uri: &str,
         state: &str,
     ) -> Option<Url> {
@@ -327,6 +461,9 @@ impl Provider {
             let mut q = url.query_pairs_mut();
             if let Some(hint) = id_token_hint {
                 q.append_pair("id_token_hint", hint);
+            }
+            if let Some(hint) = logout_hint {
+                q.append_pair("logout_hint", hint);
             }
             q.append_pair("client_id", &self.config.client_id);
             q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
@@ -338,6 +475,21 @@ impl Provider {
     /// The keys of the provider (after discovery), for bearer tokens it issued.
     pub async fn keys(&self) -> Result<Arc<IssuerKeys>, OidcError> {
         Ok(self.discovered().await?.keys.clone())
+    }
+}
+
+/// The secret's value now: a file is read again (so a rotated secret is used without a restart); if it cannot
+/// be read, the value it held at start is used.
+async fn read_secret(source: &SecretSource) -> crate::secret::Secret<String> {
+    match source {
+        SecretSource::Value(v) => v.clone(),
+        SecretSource::File(path, initial) => match tokio::fs::read_to_string(path).await {
+            Ok(text) if !text.trim().is_empty() => crate::secret::Secret::new(text.trim().to_string()),
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %path.display(), "cannot read the client secret file; using the value read at start");
+                initial.clone()
+            }
+        },
     }
 }
 

@@ -27,6 +27,12 @@ pub fn decide(route: &Route, identity: &Identity) -> Decision {
     if let Some(rule) = route.deny.iter().find(|r| failing(r, identity).is_none()) {
         return Decision { allow: false, rule: Some(rule.label.clone()), reason: "denied-by-rule" };
     }
+    // Unknown groups (an overage Graph could not resolve) might match a deny rule: fail closed.
+    if identity.groups_unresolved
+        && let Some(rule) = route.deny.iter().find(|r| failing_if_groups_matched(r, identity).is_none())
+    {
+        return Decision { allow: false, rule: Some(rule.label.clone()), reason: "groups-unavailable" };
+    }
     let mut failed_kinds: Vec<&'static str> = Vec::new();
     for rule in &route.allow {
         match failing(rule, identity) {
@@ -51,6 +57,8 @@ pub fn decide(route: &Route, identity: &Identity) -> Decision {
         ["mfa"] => "mfa-required",
         ["emails"] => "email-unauthorized",
         ["auth"] => "auth-kind-unauthorized",
+        ["guest"] => "guest-unauthorized",
+        kinds if kinds.contains(&"groups-unavailable") => "groups-unavailable",
         _ => "no-rule-matched",
     };
     Decision { allow: false, rule: None, reason }
@@ -58,7 +66,16 @@ pub fn decide(route: &Route, identity: &Identity) -> Decision {
 
 /// The kind of the first condition of `rule` that does not hold, or `None` when all hold.
 pub(crate) fn failing(rule: &Rule, identity: &Identity) -> Option<&'static str> {
-    rule.conditions.iter().find(|c| !holds(c, identity)).map(Condition::kind)
+    rule.conditions.iter().find(|c| !holds(c, identity)).map(|c| match c {
+        Condition::Groups(_) if identity.groups_unresolved => "groups-unavailable",
+        c => c.kind(),
+    })
+}
+
+/// Like [`failing`], with every group condition taken as holding: would this rule match whatever the
+/// unknown groups are?
+fn failing_if_groups_matched(rule: &Rule, identity: &Identity) -> Option<&'static str> {
+    rule.conditions.iter().find(|c| !matches!(c, Condition::Groups(_)) && !holds(c, identity)).map(Condition::kind)
 }
 
 fn any_of(wanted: &[String], have: &[String]) -> bool {
@@ -91,6 +108,7 @@ pub fn holds(condition: &Condition, id: &Identity) -> bool {
                 || id.claims.get("acr").and_then(Value::as_str).is_some_and(|acr| acr_values.iter().any(|a| a == acr))
         }
         Condition::Auth(proof) => id.proof == *proof,
+        Condition::Guest(guest) => id.guest == *guest,
     }
 }
 
@@ -225,6 +243,39 @@ allow = [{ issuer = "https://gitlab.example.com", claims = { project_path = "pla
             let d = decide(route, &identity(claims.clone(), proof));
             assert_eq!((d.allow, d.reason), (allow, reason), "{path} {claims} {proof:?}");
         }
+    }
+
+    #[test]
+    fn unresolved_groups_fail_closed_for_allow_and_deny() {
+        let text = format!(
+            "{}\n[[route]]\nname = \"g\"\nhost = \"g.example.com\"\nupstream = \"http://10.0.0.5\"\nallow = [{{ groups = [\"eng\"] }}, {{ roles = [\"Reader\"] }}]\ndeny = [{{ groups = [\"admins\"], guest = true }}]\n",
+            POLICY
+        );
+        let (p, _) = load_sources(&[(PathBuf::from("p.toml"), text)]).unwrap();
+        let route = p.route("g.example.com", "/", &Method::GET).unwrap();
+        let overage = json!({"sub": "d", "_claim_names": {"groups": "src1"}});
+        let d = decide(route, &identity(overage.clone(), Proof::Session));
+        assert_eq!((d.allow, d.reason), (false, "groups-unavailable"));
+        let mut with_role = overage.clone();
+        with_role["roles"] = json!(["Reader"]);
+        assert!(
+            decide(route, &identity(with_role.clone(), Proof::Session)).allow,
+            "a rule without groups still allows"
+        );
+        with_role["acct"] = json!(1);
+        let d = decide(route, &identity(with_role, Proof::Session));
+        assert_eq!((d.allow, d.reason), (false, "groups-unavailable"), "a guest might be in the denied group");
+    }
+
+    #[test]
+    fn guests_can_be_allowed_or_denied() {
+        let text =
+            "[[route]]\nname = \"m\"\nhost = \"*\"\nupstream = \"http://10.0.0.5\"\nallow = [{ guest = false }]\n";
+        let (p, _) = load_sources(&[(PathBuf::from("p.toml"), text.to_string())]).unwrap();
+        let route = p.route("x", "/", &Method::GET).unwrap();
+        assert!(decide(route, &identity(json!({"sub": "m"}), Proof::Session)).allow);
+        let d = decide(route, &identity(json!({"sub": "g", "acct": 1}), Proof::Session));
+        assert_eq!((d.allow, d.reason), (false, "guest-unauthorized"));
     }
 
     #[test]

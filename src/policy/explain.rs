@@ -378,6 +378,10 @@ fn explain_condition(condition: &Condition, id: &Identity, aliases: &BTreeMap<St
         Condition::Auth(proof) => {
             explained(vec![proof.as_str().to_string()], Vec::new(), vec![id.proof.as_str().to_string()], "proved by")
         }
+        Condition::Guest(guest) => {
+            let name = |g: bool| if g { "guest" } else { "member" }.to_string();
+            explained(vec![name(*guest)], Vec::new(), vec![name(id.guest)], "identity is")
+        }
     }
 }
 

@@ -402,6 +402,9 @@ impl RouteCompiler<'_, '_> {
             }
             conditions.push(Condition::Emails(list(emails)));
         }
+        if let Some(g) = r.guest {
+            conditions.push(Condition::Guest(g));
+        }
         if let Some(a) = &r.auth {
             match a.get_ref().as_str() {
                 "session" => conditions.push(Condition::Auth(Proof::Session)),

@@ -9,6 +9,7 @@ mod load;
 pub mod model;
 pub mod path;
 
+pub(crate) use eval::glob;
 pub use eval::{Decision, decide, holds};
 pub use load::{load_dir, load_sources};
 
@@ -196,6 +197,8 @@ pub enum Condition {
     Mfa(Vec<String>),
     /// Proven this way.
     Auth(Proof),
+    /// An Entra guest (`true`) or member (`false`).
+    Guest(bool),
 }
 
 impl Condition {
@@ -212,6 +215,7 @@ impl Condition {
             Condition::Emails(_) => "emails",
             Condition::Mfa(_) => "mfa",
             Condition::Auth(_) => "auth",
+            Condition::Guest(_) => "guest",
         }
     }
 }

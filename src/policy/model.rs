@@ -86,6 +86,8 @@ pub struct RuleFile {
     pub claims: Option<BTreeMap<String, OneOrMany>>,
     /// The sign-in used multi-factor authentication.
     pub mfa: Option<bool>,
+    /// `true`: only Entra guests (`acct` = 1, or a foreign `idp`); `false`: only members.
+    pub guest: Option<bool>,
     /// `"session"` or `"bearer"`.
     pub auth: Option<Spanned<String>>,
 }

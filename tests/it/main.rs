@@ -16,6 +16,8 @@ mod big_transfer;
 mod callback_attacks;
 mod cli;
 mod cli_policy;
+mod client_credentials;
+mod entra;
 mod faults;
 mod forward_auth;
 mod frontchannel;
