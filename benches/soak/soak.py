@@ -209,6 +209,9 @@ client_secret = {{ file = "client_secret" }}
 [session]
 secret = {{ file = "session.key" }}
 refresh_before = "59m30s"
+# Sessions the traffic abandons (half the sign-ins never sign out) end after two idle minutes, so the
+# number of live sessions levels off and memory growth would mean a leak.
+idle_timeout = "2m"
 
 [bearer]
 audiences = ["api://postern"]
