@@ -241,6 +241,62 @@ fn nginx_binary() -> Option<PathBuf> {
     on_path.or_else(|| ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().map(PathBuf::from).find(|p| p.exists()))
 }
 
+/// nginx, or `None` (the test is skipped) when it is not installed and CI does not insist on it.
+fn nginx_or_skip() -> Option<PathBuf> {
+    let binary = nginx_binary();
+    if binary.is_none() {
+        assert!(
+            !std::env::var("POSTERN_REQUIRE_NGINX").is_ok_and(|v| v == "1"),
+            "POSTERN_REQUIRE_NGINX=1 but nginx is not installed"
+        );
+        println!("nginx not installed; skipping");
+    }
+    binary
+}
+
+/// Postern trusting proxies on 127.0.0.1, with the demo policy plus a route for eng on the tool host
+/// `localhost` (so that Postern may send a browser back there after sign-in).
+async fn start_behind_a_proxy_for_a_tool_on_localhost() -> Postern {
+    start_postern(Options {
+        server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(),
+        policy: format!(
+            r#"{}
+[[route]]
+name = "tool"
+host = "localhost"
+upstream = "http://127.0.0.1:8081"
+allow = [{{ groups = ["eng"] }}]
+"#,
+            postern::demo::DEMO_POLICY
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A browser sent by the proxy to `start` (Postern's sign-in on the public host) signs in as alice, follows
+/// the handoff link back to the tool host through the proxy at `proxy`, and lands on `page`.
+async fn sign_in_through_the_handoff(
+    public: &Client,
+    local: &Client,
+    start: &str,
+    proxy: impl Fn(&str) -> String,
+    tool_host: &str,
+    page: &str,
+) {
+    let r = public.get(start).browser().send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let callback_url = authorize(public, &r.location(), "alice").await;
+    let r = callback(public, &callback_url).await;
+    assert_signed_in(&r, SESSION_COOKIE);
+    let handoff = url::Url::parse(&r.location()).expect("a handoff URL");
+    assert_eq!(handoff.path(), "/oauth2/handoff");
+    let handoff_path = format!("{}?{}", handoff.path(), handoff.query().unwrap_or_default());
+    let r = local.get(proxy(&handoff_path)).browser().header("host", tool_host).send().await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.location(), page);
+}
+
 /// An nginx child process in the foreground, killed when dropped.
 struct Nginx {
     child: Child,
@@ -330,13 +386,7 @@ http {{
 
 #[tokio::test]
 async fn nginx_auth_request_lets_signed_in_users_through_and_refuses_the_rest() {
-    let Some(binary) = nginx_binary() else {
-        if std::env::var("POSTERN_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
-            panic!("POSTERN_REQUIRE_NGINX=1 but nginx is not installed");
-        }
-        println!("nginx not installed; skipping");
-        return;
-    };
+    let Some(binary) = nginx_or_skip() else { return };
     let postern = start_behind_a_trusted_proxy().await;
     let nginx = start_nginx(&binary, postern.addr, &postern.stack.echo.url()).await;
     // Cookies are for the host, whatever the port: signing in on Postern signs in behind nginx on 127.0.0.1.
@@ -368,28 +418,8 @@ async fn nginx_auth_request_lets_signed_in_users_through_and_refuses_the_rest() 
 /// handoff link, served by Postern through nginx's `/oauth2/` location → the page, with alice's identity.
 #[tokio::test]
 async fn nginx_sends_a_browser_to_sign_in_and_back_to_its_page_on_the_tool_host() {
-    let Some(binary) = nginx_binary() else {
-        if std::env::var("POSTERN_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
-            panic!("POSTERN_REQUIRE_NGINX=1 but nginx is not installed");
-        }
-        println!("nginx not installed; skipping");
-        return;
-    };
-    let postern = start_postern(Options {
-        server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(),
-        policy: format!(
-            r#"{}
-[[route]]
-name = "tool"
-host = "localhost"
-upstream = "http://127.0.0.1:8081"
-allow = [{{ groups = ["eng"] }}]
-"#,
-            postern::demo::DEMO_POLICY
-        ),
-        ..Options::default()
-    })
-    .await;
+    let Some(binary) = nginx_or_skip() else { return };
+    let postern = start_behind_a_proxy_for_a_tool_on_localhost().await;
     let nginx = start_nginx(&binary, postern.addr, &postern.stack.echo.url()).await;
     let tool_host = format!("localhost:{}", nginx.port);
     // One cookie jar per host, as a browser keeps them.
@@ -400,18 +430,7 @@ allow = [{{ groups = ["eng"] }}]
     let rd = format!("http://{tool_host}/page?q=1");
     assert_eq!(r.location(), format!("{}/oauth2/start?rd={}", postern.url, encode(&rd)));
 
-    let r = public.get(r.location()).browser().send().await;
-    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
-    let callback_url = authorize(&public, &r.location(), "alice").await;
-    let r = callback(&public, &callback_url).await;
-    assert_signed_in(&r, SESSION_COOKIE);
-    let handoff = url::Url::parse(&r.location()).expect("a handoff URL");
-    assert_eq!(handoff.path(), "/oauth2/handoff");
-    let handoff_path = format!("{}?{}", handoff.path(), handoff.query().unwrap_or_default());
-
-    let r = local.get(nginx.url(&handoff_path)).browser().header("host", &tool_host).send().await;
-    assert_eq!(r.status, StatusCode::FOUND, "{}\n{}", r.text(), nginx.error_log());
-    assert_eq!(r.location(), "/page?q=1");
+    sign_in_through_the_handoff(&public, &local, &r.location(), |p| nginx.url(p), &tool_host, "/page?q=1").await;
 
     let page = local.get(nginx.url("/page?q=1")).api().header("host", &tool_host).send().await;
     assert_eq!(page.status, StatusCode::OK, "{}\n{}", page.text(), nginx.error_log());
@@ -445,21 +464,7 @@ async fn caddy_forward_auth_as_documented_lets_a_signed_in_browser_through() {
         println!("caddy not installed; skipping");
         return;
     };
-    let postern = start_postern(Options {
-        server_extra: r#"trusted_proxies = ["127.0.0.1"]"#.to_string(),
-        policy: format!(
-            r#"{}
-[[route]]
-name = "tool"
-host = "localhost"
-upstream = "http://127.0.0.1:8081"
-allow = [{{ groups = ["eng"] }}]
-"#,
-            postern::demo::DEMO_POLICY
-        ),
-        ..Options::default()
-    })
-    .await;
+    let postern = start_behind_a_proxy_for_a_tool_on_localhost().await;
     let dir = TempDir::new("caddy");
     let port = free_port();
     let documented = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/Caddyfile"))
@@ -502,15 +507,7 @@ allow = [{{ groups = ["eng"] }}]
     let api = local.get(at("/page")).api().header("host", &tool_host).send().await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{}", api.text());
 
-    let r = public.get(r.location()).browser().send().await;
-    let callback_url = authorize(&public, &r.location(), "alice").await;
-    let r = callback(&public, &callback_url).await;
-    assert_signed_in(&r, SESSION_COOKIE);
-    let handoff = url::Url::parse(&r.location()).expect("a handoff URL");
-    let handoff_path = format!("{}?{}", handoff.path(), handoff.query().unwrap_or_default());
-    let r = local.get(at(&handoff_path)).browser().header("host", &tool_host).send().await;
-    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
-    assert_eq!(r.location(), "/page?q=1");
+    sign_in_through_the_handoff(&public, &local, &r.location(), at, &tool_host, "/page?q=1").await;
 
     // Signed in: through, with alice's identity and nothing the client forged.
     let page = local
