@@ -9,9 +9,7 @@ mod common;
 
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use postern::policy::path::{
-    glob_prefix_match, has_path_prefix, matching_path, normalize_host, normalize_path,
-};
+use postern::policy::path::{glob_prefix_match, has_path_prefix, matching_path, normalize_host, normalize_path};
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
