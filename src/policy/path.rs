@@ -10,6 +10,11 @@ pub enum PathError {
     /// The path does not start with `/`.
     #[error("the path must start with /")]
     NotAbsolute,
+    /// A segment hides a `..` behind an encoded separator or a `;parameter` (`/admin/..%2F..%2Fpublic`,
+    /// `/admin/..;x/public`): servers that decode it and servers that do not would disagree about which
+    /// prefix the path is under.
+    #[error("the path hides a dot segment behind an encoded separator or a ;parameter")]
+    AmbiguousDotSegment,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -27,8 +32,53 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Normalises a request path (without the query): percent-encoded unreserved characters are decoded, other
 /// percent-encodings are kept with upper-case hex, repeated slashes are merged and `.`/`..` segments resolved.
-/// Encoded control characters (`%00`–`%1F`, `%7F`) are refused.
+/// Encoded control characters (`%00`–`%1F`, `%7F`) are refused, and so are segments in which the readings
+/// [`matching_path`] makes reveal a `..` that climbs out of the segment (see [`PathError::AmbiguousDotSegment`]).
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    let path = normalize(raw)?;
+    if path.split('/').any(|segment| (segment.contains('%') || segment.contains(';')) && climbs_out(segment)) {
+        return Err(PathError::AmbiguousDotSegment);
+    }
+    Ok(path)
+}
+
+/// True when the readings [`matching_path`] makes of one segment (`;parameters` dropped, `%25`, `%2F`, `%5C`
+/// and `%2E` decoded, up to three times) give a `..` with nothing before it inside the segment to cancel:
+/// matching would then resolve it against the segments before, which an upstream that keeps the segment as
+/// it is would not. `/a%2F..%2Fadmin` stays inside its segment (it reads as `/admin` everywhere) and passes.
+fn climbs_out(segment: &str) -> bool {
+    let mut text = segment.to_string();
+    for _ in 0..3 {
+        let unparametered: Vec<&str> = text.split('/').map(|piece| piece.split(';').next().unwrap_or("")).collect();
+        let next = unparametered
+            .join("/")
+            .replace("%25", "%")
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+            .replace("%5C", "/")
+            .replace("%5c", "/")
+            .replace("%2E", ".")
+            .replace("%2e", ".");
+        let mut depth = 0usize;
+        for piece in next.split('/') {
+            match piece {
+                "" | "." => {}
+                ".." if depth == 0 => return true,
+                ".." => depth -= 1,
+                _ => depth += 1,
+            }
+        }
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    false
+}
+
+/// [`normalize_path`] without the check for ambiguous dot segments: [`matching_path`] uses it on the readings
+/// it makes, which are allowed to have resolved them.
+fn normalize(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -125,7 +175,7 @@ pub fn matching_path(normalized: &str) -> std::borrow::Cow<'_, str> {
             .replace("%2f", "/")
             .replace("%5C", "/")
             .replace("%5c", "/");
-        path = match normalize_path(&decoded) {
+        path = match normalize(&decoded) {
             Ok(p) => p,
             Err(_) => decoded,
         };
@@ -236,6 +286,37 @@ mod tests {
         assert_eq!(normalize_path("/a%2"), Err(PathError::BadEncoding));
         assert_eq!(normalize_path("/a%00b"), Err(PathError::BadEncoding));
         assert_eq!(normalize_path("a"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn dot_segments_hidden_behind_encoded_separators_or_parameters_are_refused() {
+        // Found while writing the fuzz invariant "the matching path never leaves /admin when the forwarded path
+        // is under it": these were forwarded under /admin but matched as /public.
+        for raw in [
+            "/admin/..%2F..%2Fpublic",
+            "/admin/..%2fpublic",
+            "/admin/..%5Cpublic",
+            "/admin/..;x/public",
+            "/admin/..;/public",
+            "/admin/%252e%252e/public",
+            "/admin/%2e%2e%2Fpublic",
+            "/admin/.%2e;x=1/public",
+            "/admin/x%2F..%2F..%2Fpublic",
+            "/admin/..%252Fpublic",
+        ] {
+            assert_eq!(normalize_path(raw), Err(PathError::AmbiguousDotSegment), "{raw}");
+        }
+        // Inside their own segment, encoded dot segments read the same everywhere, and stay accepted.
+        for (raw, matched) in [
+            ("/x%2F..%2Fadmin", "/admin"),
+            ("/admin/a%2F..", "/admin/"),
+            ("/api/v4/projects/group%2Fproject", "/api/v4/projects/group/project"),
+            ("/admin;x=1/users", "/admin/users"),
+            ("/files/a..b%2F...", "/files/a..b/..."),
+        ] {
+            let p = normalize_path(raw).unwrap();
+            assert_eq!(matching_path(&p), matched, "{raw}");
+        }
     }
 
     #[test]
