@@ -380,6 +380,7 @@ fn verify(token: &str) -> Result<jwt::Claims, TokenError> {
     let f = jwt_fixture();
     let expect = Expectations {
         issuer: &f.issuer,
+        allowed_tenants: &[],
         audiences: &f.audiences,
         algorithms: &[],
         leeway: 60,

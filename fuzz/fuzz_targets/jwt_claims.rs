@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     for (nonce, client_id) in [(None, None), (Some("n-1"), Some("client"))] {
         let expect = Expectations {
             issuer: "https://idp.example.com",
+            allowed_tenants: &[],
             audiences: &audiences,
             algorithms: &[],
             leeway: 60,

@@ -63,6 +63,7 @@ fn fixture() -> &'static Fixture {
 fn verify(f: &Fixture, token: &str) -> Result<jwt::Claims, jwt::TokenError> {
     let expect = Expectations {
         issuer: &f.issuer,
+        allowed_tenants: &[],
         audiences: &f.audiences,
         algorithms: &[],
         leeway: 60,
