@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use crate::directory::Access;
 use crate::identity::{Identity, Proof};
 use crate::jwt::TokenError;
 use crate::metrics::OutcomeLabels;
@@ -70,7 +71,17 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
             return Authn::BearerNotAccepted;
         }
         return match st.bearer.validate(token, route.audiences.as_deref()).await {
-            Ok(identity) => Authn::Principal(Principal::Bearer(identity)),
+            // The verified-token cache remembers signatures, not permission: the directory is asked every time.
+            Ok(identity) => match st.directory.check(&identity) {
+                Access::Revoked(reason) => {
+                    tracing::info!(target: "audit", request_id, event = "bearer-refused", subject = %identity.subject, reason = %reason, "bearer token of a revoked user refused");
+                    Authn::BearerRefused(TokenError::Revoked)
+                }
+                Access::Known(groups) if st.directory.config().groups && groups != identity.groups => {
+                    Authn::Principal(Principal::Bearer(Arc::new(Identity { groups, ..(*identity).clone() })))
+                }
+                _ => Authn::Principal(Principal::Bearer(identity)),
+            },
             Err(e) => Authn::BearerRefused(e),
         };
     }
@@ -88,9 +99,21 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
             return Authn::Anonymous;
         }
     };
-    match refresh_if_due(st, session, request_id).await {
-        Some(s) => Authn::Principal(Principal::Session(s)),
-        None => Authn::Anonymous,
+    let Some(session) = refresh_if_due(st, session, request_id).await else {
+        return Authn::Anonymous;
+    };
+    match st.directory.check(&session.identity) {
+        Access::Revoked(reason) => {
+            tracing::info!(target: "audit", request_id, event = "session-ended", subject = %session.identity.subject, reason = "user-revoked", revocation = %reason, "session of a revoked user ended");
+            let _ = st.sessions.end(&ticket).await;
+            Authn::Anonymous
+        }
+        Access::Known(groups) if st.directory.config().groups && groups != session.identity.groups => {
+            let mut s = (*session).clone();
+            s.identity.groups = groups;
+            Authn::Principal(Principal::Session(Arc::new(s)))
+        }
+        _ => Authn::Principal(Principal::Session(session)),
     }
 }
 

@@ -85,6 +85,9 @@ pub enum TokenError {
     /// The `Authorization` header is too large.
     #[error("the token is too large")]
     TooLarge,
+    /// The token is valid, but its user has been deactivated or removed from the directory.
+    #[error("the user's access has been revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -107,6 +110,7 @@ impl TokenError {
             TokenError::NonceMismatch => "nonce-mismatch",
             TokenError::AzpMismatch => "azp-mismatch",
             TokenError::TooLarge => "token-too-large",
+            TokenError::Revoked => "user-revoked",
         }
     }
 }

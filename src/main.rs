@@ -236,10 +236,11 @@ fn explain(
 }
 
 async fn serve(config_path: &Path) -> Result<()> {
-    let (config, policy) = load(config_path)?;
+    let (mut config, policy) = load(config_path)?;
     let listeners = postern::app::bind(&config).await.map_err(anyhow::Error::msg)?;
     let addrs = postern::app::addresses(&listeners);
-    let state = State::build(config, policy, State::memory_store(), Clock::system())?;
+    let store = State::open_store(&mut config)?;
+    let state = State::build(config, policy, store, Clock::system())?;
     tracing::info!(listen = ?addrs, public_url = %state.config.server.public_url, "postern is serving");
     // The admin listener (metrics, health) defaults to loopback; an address that was asked for must bind.
     let admin_addr = state.config.server.admin_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090)));

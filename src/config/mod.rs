@@ -37,6 +37,30 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Bearer tokens.
     pub bearer: BearerConfig,
+    /// Where sessions, the directory and revocations are kept.
+    pub store: crate::store::StoreConfig,
+    /// The SCIM endpoint, when enabled.
+    pub scim: Option<ScimConfig>,
+    /// How directory users are matched with identities.
+    pub directory: crate::directory::DirectoryConfig,
+    /// The admin API, when enabled.
+    pub admin_api: Option<AdminApiConfig>,
+}
+
+/// `[scim]`, resolved.
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// Base path, without a trailing slash.
+    pub path: String,
+    /// The bearer secret.
+    pub token: Secret<String>,
+}
+
+/// `[admin_api]`, resolved.
+#[derive(Debug, Clone)]
+pub struct AdminApiConfig {
+    /// App roles allowed to call it.
+    pub roles: Vec<String>,
 }
 
 /// `[server]`, resolved.

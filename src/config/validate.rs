@@ -154,7 +154,90 @@ impl Validator<'_> {
             timeout: self.duration(raw.upstream.timeout.as_ref(), Duration::from_secs(60)),
         };
         let bearer = self.bearer(&raw.bearer);
-        Config { source: self.src.path.to_path_buf(), server, oidc, session, assertion, policies_dir, upstream, bearer }
+        let store = self.store(raw.store.as_ref());
+        let scim = raw.scim.as_ref().and_then(|s| self.scim(s));
+        let directory = crate::directory::DirectoryConfig {
+            tenant: raw.directory.tenant.as_ref().map(|t| t.get_ref().trim().to_string()),
+            match_user_name: raw.directory.match_user_name.unwrap_or(true),
+            groups: raw.directory.groups.unwrap_or(true),
+        };
+        let admin_api = raw.admin_api.as_ref().map(|a| {
+            let roles: Vec<String> =
+                a.get_ref().roles.iter().map(|r| r.get_ref().trim().to_string()).filter(|r| !r.is_empty()).collect();
+            if roles.is_empty() {
+                self.error(
+                    a.span(),
+                    "[admin_api] needs roles = [\"...\"]: the app roles whose bearer tokens may call the admin API",
+                );
+            }
+            AdminApiConfig { roles }
+        });
+        Config {
+            source: self.src.path.to_path_buf(),
+            server,
+            oidc,
+            session,
+            assertion,
+            policies_dir,
+            upstream,
+            bearer,
+            store,
+            scim,
+            directory,
+            admin_api,
+        }
+    }
+
+    fn store(&mut self, raw: Option<&Spanned<file::StoreFile>>) -> crate::store::StoreConfig {
+        let kind = raw.and_then(|r| r.get_ref().kind.as_ref());
+        let path = raw.and_then(|r| r.get_ref().path.as_ref());
+        match kind.map(|k| k.get_ref().as_str()) {
+            None | Some("embedded") => crate::store::StoreConfig::Embedded(
+                path.map(|p| self.path(p.get_ref())).unwrap_or_else(|| self.path("postern.db")),
+            ),
+            Some("memory") => {
+                if let Some(p) = path {
+                    self.warn(p.span(), "path is not used with kind = \"memory\"");
+                }
+                crate::store::StoreConfig::Memory
+            }
+            Some(other) => {
+                if let Some(k) = kind {
+                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file) or \"memory\" (nothing survives a restart)"));
+                }
+                crate::store::StoreConfig::Memory
+            }
+        }
+    }
+
+    fn scim(&mut self, raw: &Spanned<file::ScimFile>) -> Option<ScimConfig> {
+        let r = raw.get_ref();
+        let path = r
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().trim().trim_end_matches('/').to_string())
+            .unwrap_or_else(|| "/scim/v2".into());
+        let reserved = ["/oauth2", "/.well-known/postern"];
+        if !path.starts_with('/')
+            || path.len() < 2
+            || path.contains(['?', '#', ' '])
+            || reserved.iter().any(|p| path.starts_with(p))
+        {
+            let span = r.path.as_ref().map(|p| p.span()).unwrap_or_else(|| raw.span());
+            self.error(
+                span,
+                "[scim] path must be an absolute path such as \"/scim/v2\", outside /oauth2 and /.well-known/postern",
+            );
+        }
+        let token = self.secret(&r.token, "scim token").map(|b| String::from_utf8_lossy(&b).trim().to_string())?;
+        if token.len() < 32 {
+            self.error(
+                r.token.span(),
+                "scim token: need at least 32 characters; generate one with `openssl rand -base64 32`",
+            );
+            return None;
+        }
+        Some(ScimConfig { path, token: Secret::new(token) })
     }
 
     fn server(&mut self, raw: &file::ServerFile) -> ServerConfig {

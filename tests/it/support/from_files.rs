@@ -126,10 +126,13 @@ audiences = ["{audience}"]
         audience = stack.provider.config().access_token_audience,
     );
     let path = dir.write("postern.toml", &text);
-    let (config, _) = postern::config::load(&path, &|_| None).unwrap_or_else(|e| panic!("the config is valid: {e}"));
+    let (mut config, _) =
+        postern::config::load(&path, &|_| None).unwrap_or_else(|e| panic!("the config is valid: {e}"));
     let (policy, _) =
         postern::policy::load_dir(&config.policies_dir).unwrap_or_else(|e| panic!("the policy is valid: {e}"));
-    let state = State::build(config, policy, State::memory_store(), Clock::system()).expect("the state builds");
+    // The default store: the database file beside the config.
+    let store = State::open_store(&mut config).expect("the store opens");
+    let state = State::build(config, policy, store, Clock::system()).expect("the state builds");
     let (stop, stopped) = watch::channel(false);
     let (shared, served) = postern::app::launch(state, vec![Listener { tcp, tls: None }], until(stopped));
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
