@@ -290,6 +290,88 @@ impl Directory {
     }
 }
 
+/// The directory user `name` names: its id, `userName` or `externalId` (ignoring case).
+pub fn find_user<'a>(data: &'a DirData, name: &str) -> Option<&'a Resource> {
+    data.users.get(name).or_else(|| {
+        data.users.values().find(|u| {
+            u.str_attr("userName").is_some_and(|n| n.eq_ignore_ascii_case(name))
+                || u.str_attr("externalId").is_some_and(|x| x.eq_ignore_ascii_case(name))
+        })
+    })
+}
+
+/// Cuts `name` off by hand (admin CLI or API): a directory user is deactivated; anyone else (an object id or
+/// user name the directory does not know) gets a revocation of their own. Their sessions end.
+pub async fn disable(dir: &Directory, name: &str, by: &str, now: u64) -> Result<Committed, WriteError<ScimError>> {
+    let (name, by) = (name.trim().to_string(), by.to_string());
+    dir.write(Box::new(move |data: &DirData| {
+        if name.is_empty() {
+            return Err(ScimError::bad_request("invalidValue", "name a user"));
+        }
+        let mut change = Change::default();
+        match find_user(data, &name) {
+            Some(u) => {
+                let mut after = u.clone();
+                after.doc.insert("active".into(), serde_json::Value::Bool(false));
+                after.version += u64::from(u.active());
+                after.modified = now;
+                user_transition(data, Some(u), Some(&after), &by, now, &mut change);
+                for r in &mut change.revoke {
+                    r.reason = "disabled-by-admin".into();
+                }
+                change.put_users.push(after);
+            }
+            None => {
+                let lower = name.to_lowercase();
+                change.revoke.push(Revocation {
+                    key: format!("manual:{lower}"),
+                    oid: Some(lower.clone()),
+                    user_name: Some(lower),
+                    reason: "disabled-by-admin".into(),
+                    by: by.clone(),
+                    at: now,
+                });
+                change.end_sessions.push(name.clone());
+            }
+        }
+        Ok(change)
+    }))
+    .await
+}
+
+/// Lets `name` back in: a directory user is activated, and every revocation naming them is lifted.
+pub async fn enable(dir: &Directory, name: &str, by: &str, now: u64) -> Result<Committed, WriteError<ScimError>> {
+    let (name, by) = (name.trim().to_string(), by.to_string());
+    dir.write(Box::new(move |data: &DirData| {
+        let lower = name.to_lowercase();
+        let mut change = Change::default();
+        if let Some(u) = find_user(data, &name) {
+            let mut after = u.clone();
+            after.doc.insert("active".into(), serde_json::Value::Bool(true));
+            after.version += u64::from(!u.active());
+            after.modified = now;
+            user_transition(data, Some(u), Some(&after), &by, now, &mut change);
+            change.put_users.push(after);
+        }
+        for r in data.revocations.values() {
+            let named = r.key == format!("manual:{lower}")
+                || r.oid.as_deref() == Some(lower.as_str())
+                || r.user_name.as_deref() == Some(lower.as_str());
+            if named && !change.unrevoke.contains(&r.key) {
+                change.unrevoke.push(r.key.clone());
+            }
+        }
+        if change.is_empty() {
+            return Err(ScimError::status(
+                http::StatusCode::NOT_FOUND,
+                format!("{name} is neither a directory user nor disabled"),
+            ));
+        }
+        Ok(change)
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

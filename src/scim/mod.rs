@@ -287,7 +287,8 @@ pub async fn handle(st: &State, req: Request<Incoming>, request_id: &str) -> Res
     response
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes in a path segment (`+` stays a plus).
+pub fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
