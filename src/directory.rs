@@ -187,6 +187,9 @@ pub fn user_transition(
                     let mut g = g.clone();
                     if let Some(serde_json::Value::Array(members)) = g.doc.get_mut("members") {
                         members.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(b.id.as_str()));
+                        if members.is_empty() {
+                            g.doc.remove("members");
+                        }
                     }
                     g.version += 1;
                     g.modified = now;

@@ -241,6 +241,13 @@ pub async fn handle(st: &State, req: Request<Incoming>, request_id: &str) -> Res
     let rest = req.uri().path()[config.path.len()..].trim_start_matches('/').trim_end_matches('/').to_string();
     let segments: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let method = req.method().clone();
+    // Reads see what another process (the admin CLI) wrote a moment ago; writes re-read inside their transaction.
+    if method == Method::GET
+        && let Err(e) = st.directory.refresh().await
+    {
+        tracing::error!(request_id, error = %e, "cannot re-read the directory");
+        return ScimError::status(StatusCode::INTERNAL_SERVER_ERROR, "the store failed").response();
+    }
     let q = query(req.uri().query());
     let call = format!("{method} {}", req.uri().path());
     let result = match (segments.first().map(|s| s.to_ascii_lowercase()).as_deref(), segments.get(1), segments.len()) {
@@ -544,6 +551,9 @@ async fn remove(
                         let mut g = g.clone();
                         if let Some(Value::Array(m)) = g.doc.get_mut("members") {
                             m.retain(|x| x.get("value").and_then(Value::as_str) != Some(rid.as_str()));
+                            if m.is_empty() {
+                                g.doc.remove("members");
+                            }
                         }
                         g.version += 1;
                         g.modified = now;

@@ -280,13 +280,33 @@ pub fn project(mut v: Value, attributes: &[String], excluded: &[String]) -> Valu
     v
 }
 
-/// A new resource id: 128 random bits as a UUID.
+/// A new resource id: a version 7 UUID (milliseconds since the epoch, then a counter, then 62 random bits),
+/// so ids sort in creation order, which is the order lists are paged in.
 pub fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    // 48 bits of milliseconds and 12 bits of counter, never going backwards within this process.
+    let stamp = {
+        let mut current = LAST.load(Ordering::Relaxed);
+        loop {
+            let next = (ms << 12).max(current + 1);
+            match LAST.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break next,
+                Err(seen) => current = seen,
+            }
+        }
+    };
     let mut b = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
         std::process::abort();
     }
-    b[6] = (b[6] & 0x0f) | 0x40;
+    let ms_part = stamp >> 12;
+    let seq = (stamp & 0xfff) as u16;
+    b[..6].copy_from_slice(&ms_part.to_be_bytes()[2..]);
+    b[6] = 0x70 | ((seq >> 8) as u8 & 0x0f);
+    b[7] = seq as u8;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])

@@ -10,6 +10,7 @@
 mod support;
 
 mod admin;
+mod admin_api;
 mod bearer;
 mod big_transfer;
 mod callback_attacks;
@@ -23,5 +24,7 @@ mod open_redirect;
 mod policy_bypass;
 mod policy_reload;
 mod proxy;
+mod scim;
 mod sessions;
 mod sign_out;
+mod store;

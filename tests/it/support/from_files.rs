@@ -24,11 +24,24 @@ pub struct Options {
     pub policy: String,
     /// `[server] shutdown_grace`: how long requests in flight may take to finish at shutdown.
     pub shutdown_grace: &'static str,
+    /// Extra top-level tables, such as `[scim]` (the file `scim.token` holds [`SCIM_TOKEN`]).
+    pub config_extra: String,
 }
+
+/// The SCIM secret in `scim.token` beside every config these helpers write.
+pub const SCIM_TOKEN: &str = "test-scim-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// `[scim]` reading [`SCIM_TOKEN`] from `scim.token`.
+pub const SCIM_CONFIG: &str = "[scim]\npath = \"/scim/v2\"\ntoken = { file = \"scim.token\" }\n";
 
 impl Default for Options {
     fn default() -> Self {
-        Options { server_extra: String::new(), policy: DEMO_POLICY.to_string(), shutdown_grace: "5s" }
+        Options {
+            server_extra: String::new(),
+            policy: DEMO_POLICY.to_string(),
+            shutdown_grace: "5s",
+            config_extra: String::new(),
+        }
     }
 }
 
@@ -97,6 +110,7 @@ pub async fn start_postern(options: Options) -> Postern {
     let dir = TempDir::new("postern");
     dir.write("client_secret", &stack.provider.config().client_secret);
     dir.write("session.key", "test session key: not a secret, for integration tests only\n");
+    dir.write("scim.token", &format!("{SCIM_TOKEN}\n"));
     dir.write("policies/policy.toml", &options.policy.replace(DEMO_POLICY_UPSTREAM, &stack.echo.url()));
     let text = format!(
         r#"[server]
@@ -118,7 +132,10 @@ dir = "policies"
 
 [bearer]
 audiences = ["{audience}"]
+
+{config_extra}
 "#,
+        config_extra = options.config_extra,
         grace = options.shutdown_grace,
         server_extra = options.server_extra,
         issuer = stack.provider.issuer(),
