@@ -170,8 +170,7 @@ pub fn split_urn(text: &str) -> (Option<&str>, &str) {
             return (Some(&text[..urn.len()]), &text[urn.len() + 1..]);
         }
     }
-    if text.len() >= 4
-        && text[..4].eq_ignore_ascii_case("urn:")
+    if text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
         && let Some(at) = text.rfind(':')
     {
         return (Some(&text[..at]), &text[at + 1..]);
@@ -477,6 +476,38 @@ mod tests {
         let no = [r#"externalId eq "ext-1""#, r#"userName eq "bob""#, r#"emails[type eq "other"]"#, r#"title pr"#];
         for f in no {
             assert!(!matches(&u, &parse(f).unwrap()), "{f}");
+        }
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        // A small deterministic generator over characters that matter to the grammar, plus multi-byte ones.
+        let alphabet: Vec<char> = "ab:.[]()\"\\ eqornotpruéü😀-_$0".chars().collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let len = (seed % 24) as usize;
+            let mut s = String::new();
+            for _ in 0..len {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                s.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            if let Ok(f) = parse(&s) {
+                let _ = matches(&user(), &f);
+            }
+            let _ = parse_attr_path(&s);
+            let mut doc = user().as_object().cloned().unwrap();
+            for op in ["add", "replace", "remove"] {
+                let ops = super::super::patch::parse(&json!({"Operations": [{"op": op, "path": s, "value": "v"}]}));
+                if let Ok(ops) = ops {
+                    let _ = super::super::patch::apply(&mut doc, &ops);
+                }
+                let ops =
+                    super::super::patch::parse(&json!({"Operations": [{"op": op, "value": {s.clone(): {"x": 1}}}]}));
+                if let Ok(ops) = ops {
+                    let _ = super::super::patch::apply(&mut doc, &ops);
+                }
+            }
+            let _ = super::super::model::normalize(super::super::model::Kind::User, doc);
         }
     }
 

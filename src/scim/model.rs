@@ -231,7 +231,7 @@ pub fn normalize(kind: Kind, mut doc: Map<String, Value>) -> Result<Map<String, 
     // `schemas`: the core schema, plus each extension present.
     let mut schemas = vec![Value::String(kind.schema().into())];
     for k in doc.keys() {
-        if k.len() > 4 && k[..4].eq_ignore_ascii_case("urn:") && doc.get(k).is_some_and(Value::is_object) {
+        if k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && doc.get(k).is_some_and(Value::is_object) {
             schemas.push(Value::String(k.clone()));
         }
     }
