@@ -431,7 +431,7 @@ async fn users(action: UsersCommand) -> Result<()> {
             postern::scim::audit(&c, by, "-");
             if disable {
                 println!(
-                    "{user} is disabled: {} session{} ended; bearer tokens are refused (a running postern notices within a second)",
+                    "{user} is disabled: {} session{} ended; bearer tokens are refused (a running postern notices within a tenth of a second)",
                     c.sessions_ended,
                     if c.sessions_ended == 1 { "" } else { "s" }
                 );
