@@ -33,11 +33,16 @@ impl Principal {
         }
     }
 
-    /// A key under which the identity assertion for this principal may be reused.
+    /// A key under which the identity assertion for this principal may be reused. It includes the groups,
+    /// which the directory may change during a session: an assertion never outlives a group change.
     pub fn reuse_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.identity().groups.hash(&mut h);
+        let groups = h.finish();
         match self {
-            Principal::Session(s) => format!("s:{}", s.id.expose()),
-            Principal::Bearer(i) => format!("b:{}:{}:{}", i.issuer, i.subject, i.expires_at),
+            Principal::Session(s) => format!("s:{}:{groups:x}", s.id.expose()),
+            Principal::Bearer(i) => format!("b:{}:{}:{}:{groups:x}", i.issuer, i.subject, i.expires_at),
         }
     }
 }

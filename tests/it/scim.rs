@@ -207,15 +207,53 @@ async fn group_changes_apply_to_live_sessions_from_the_next_request() {
     // Known to the directory, in no group: the demo route (eng only) refuses him.
     assert_eq!(api_status(&browser, &postern).await, StatusCode::FORBIDDEN);
 
+    let eng = scim.create_group("eng", GROUP_ENG).await;
+    scim.add_member(&eng, &id).await;
+    let r = browser.get(postern.at("/")).api().send().await;
+    assert_eq!(r.upstream().get("x-forwarded-groups"), Some(GROUP_ENG));
+    assert_eq!(assertion_groups(&r), json!([GROUP_ENG]));
+
     let admins = scim.create_group("admins", GROUP_ADMINS).await;
     scim.add_member(&admins, &id).await;
-    assert_eq!(browser.get(postern.at("/admin")).api().send().await.status, StatusCode::OK, "now an admin");
+    let r = browser.get(postern.at("/admin")).api().send().await;
+    assert_eq!(r.status, StatusCode::OK, "now an admin");
+    // The signed assertion follows at once too: it is never reused across a group change.
+    let r = browser.get(postern.at("/")).api().send().await;
+    assert_eq!(assertion_groups(&r), json!([GROUP_ENG, GROUP_ADMINS]));
 
     let r = scim
         .patch(&format!("/Groups/{admins}"), json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     assert_eq!(browser.get(postern.at("/admin")).api().send().await.status, StatusCode::FORBIDDEN);
+}
+
+/// The `groups` claim of the identity assertion the upstream received.
+fn assertion_groups(r: &Resp) -> Value {
+    use base64::Engine as _;
+    let jwt = r.upstream().get("x-postern-jwt-assertion").expect("an assertion").to_string();
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+            .expect("JSON claims");
+    claims["groups"].clone()
+}
+
+#[tokio::test]
+async fn with_directory_groups_off_tokens_keep_their_groups_but_revocation_still_applies() {
+    let postern = start_postern(Options {
+        config_extra: format!("{SCIM_CONFIG}\n[directory]\ngroups = false\n"),
+        ..Options::default()
+    })
+    .await;
+    let scim = Scim::new(&postern);
+    let bob = user("bob");
+    let browser = sign_in_at(&postern.url, "bob").await;
+    let id = scim.create_user(bob.email, bob.oid).await;
+
+    assert_eq!(api_status(&browser, &postern).await, StatusCode::OK, "the token's eng group still counts");
+    scim.patch(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
+    assert_eq!(api_status(&browser, &postern).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -135,7 +135,15 @@ async fn acknowledged_writes_survive_kill_9_and_the_cli_works_beside_the_running
         scim.patch(&format!("/Users/{carol_id}"), json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
     assert_eq!(r.status, StatusCode::OK);
     // Acknowledged: now the process dies without any chance to flush or shut down.
+    let first_log = first.log.clone();
     first.kill_9();
+    // The audit log named who was cut off, and by which SCIM call; it never holds the secret.
+    let log = std::fs::read_to_string(first_log).unwrap_or_default();
+    let line = log.lines().find(|l| l.contains("user-revoked")).unwrap_or_else(|| panic!("no audit line:\n{log}"));
+    assert!(line.contains("audit"), "{line}");
+    assert!(line.contains("carol@example.com") && line.contains(user("carol").oid), "{line}");
+    assert!(line.contains(&format!("PATCH /scim/v2/Users/{carol_id}")), "{line}");
+    assert!(!log.contains(SCIM_TOKEN), "the SCIM secret is in the log");
 
     let (second, url) = serve(&dir, &stack).await;
     let scim = Scim::at(&url);
