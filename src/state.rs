@@ -148,7 +148,11 @@ impl State {
     /// use the same one.
     pub fn open_store(config: &mut Config) -> Result<Arc<dyn Store>, StartError> {
         let key = ensure_session_secret(config);
-        crate::store::open(&config.store, &key).map_err(|e| StartError::Keys(e.to_string()))
+        crate::store::open(&config.store, &key).map_err(|e| {
+            StartError::Keys(format!(
+                "{e}; [store] path must be a file in a directory Postern can write, such as /var/lib/postern/postern.db (the systemd unit's StateDirectory)"
+            ))
+        })
     }
 
     /// This snapshot with another policy: what a reload swaps in.
