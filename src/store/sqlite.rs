@@ -47,6 +47,8 @@ struct Writer {
     /// `PRAGMA data_version` when this process last read the directory: it changes when another connection
     /// commits.
     seen_version: i64,
+    /// The directory as of `seen_version`, so that a write need not read it all again.
+    data: Option<Arc<DirData>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -116,7 +118,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(Writer { conn, seen_version }),
+                writer: Mutex::new(Writer { conn, seen_version, data: None }),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 sealer: CookieCodec::new(&[key], true),
@@ -356,6 +358,7 @@ impl Store for SqliteStore {
         let mut w = lock(&self.inner.writer);
         let data = read_directory(&w.conn)?;
         w.seen_version = data_version(&w.conn)?;
+        w.data = Some(Arc::new(data.clone()));
         Ok(data)
     }
 
@@ -363,9 +366,14 @@ impl Store for SqliteStore {
         let inner = self.inner.clone();
         Box::pin(blocking(move || {
             let mut w = lock(&inner.writer);
+            let (cached, seen) = (w.data.clone(), w.seen_version);
             let tx = w.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| err("begin", e))?;
-            // Always read inside the transaction: the write lock is held, so what `f` sees is what it changes.
-            let mut data = read_directory(&tx)?;
+            // The write lock is held, so what `f` sees is what it changes: the copy this process has, unless
+            // another process committed since, and then the file's.
+            let mut data = match cached {
+                Some(d) if data_version(&tx)? == seen => (*d).clone(),
+                _ => read_directory(&tx)?,
+            };
             let change = match f(&data) {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
@@ -404,7 +412,9 @@ impl Store for SqliteStore {
             }
             w.seen_version = data_version(&w.conn)?;
             data.apply(&change);
-            Ok(Ok(Committed { data: Arc::new(data), sessions_ended, change }))
+            let data = Arc::new(data);
+            w.data = Some(data.clone());
+            Ok(Ok(Committed { data, sessions_ended, change }))
         }))
     }
 
@@ -422,8 +432,10 @@ impl Store for SqliteStore {
             let data = read_directory(&tx)?;
             let version = data_version(&tx)?;
             drop(tx);
+            let data = Arc::new(data);
             w.seen_version = version;
-            Ok(Some(Arc::new(data)))
+            w.data = Some(data.clone());
+            Ok(Some(data))
         }))
     }
 
@@ -474,6 +486,44 @@ mod tests {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_from_two_processes_on_one_file_lose_nothing() {
+        let path = temp_path("two-writers");
+        let a = SqliteStore::open(&path, &[7; 32]).unwrap();
+        let b = SqliteStore::open(&path, &[7; 32]).unwrap();
+        a.load_directory().unwrap();
+        b.load_directory().unwrap();
+        let put = |store: &SqliteStore, id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .transact(Box::new(move |d: &DirData| {
+                        let mut r = Resource {
+                            id: id.into(),
+                            doc: serde_json::Map::new(),
+                            created: 1,
+                            modified: 1,
+                            version: 1,
+                        };
+                        r.doc.insert("seen".into(), serde_json::json!(d.users.len()));
+                        Ok(crate::store::Change { put_users: vec![r], ..Default::default() })
+                    }))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        put(&a, "u1").await;
+        put(&b, "u2").await;
+        let last = put(&a, "u3").await;
+        assert_eq!(last.data.users.keys().collect::<Vec<_>>(), ["u1", "u2", "u3"], "a saw b's write");
+        assert_eq!(last.data.users["u3"].doc["seen"], 2);
+        assert_eq!(b.load_directory().unwrap().users.len(), 3);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 
