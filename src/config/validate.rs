@@ -498,6 +498,35 @@ client_secret = { env = "SECRET" }
     }
 
     #[test]
+    fn store_scim_directory_and_admin_api_have_defaults_and_checks() {
+        let (c, _) = from_text(Path::new("/etc/postern/postern.toml"), GOOD, &env).unwrap();
+        assert_eq!(c.store, crate::store::StoreConfig::Embedded(PathBuf::from("/etc/postern/postern.db")));
+        assert!(c.scim.is_none() && c.admin_api.is_none());
+        assert!(c.directory.groups && c.directory.match_user_name && c.directory.tenant.is_none());
+
+        let long = |name: &str| (name == "TOKEN").then(|| "t".repeat(40)).or_else(|| env(name));
+        let text = format!(
+            "{GOOD}\n[store]\nkind = \"memory\"\n[scim]\npath = \"/scim/\"\ntoken = {{ env = \"TOKEN\" }}\n[directory]\ntenant = \"t1\"\ngroups = false\n[admin_api]\nroles = [\"Postern.Admin\"]\n"
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &text, &long).unwrap();
+        assert_eq!(c.store, crate::store::StoreConfig::Memory);
+        assert_eq!(c.scim.as_ref().map(|s| s.path.as_str()), Some("/scim"));
+        assert_eq!(c.directory.tenant.as_deref(), Some("t1"));
+        assert!(!c.directory.groups);
+        assert_eq!(c.admin_api.map(|a| a.roles), Some(vec!["Postern.Admin".to_string()]));
+
+        let bad = format!(
+            "{GOOD}\n[store]\nkind = \"disk\"\n[scim]\npath = \"/oauth2/scim\"\ntoken = {{ env = \"SECRET\" }}\n[admin_api]\nroles = []\n"
+        );
+        let err = from_text(Path::new("p.toml"), &bad, &env).unwrap_err().to_string();
+        assert!(err.contains("store kind \"disk\""), "{err}");
+        assert!(err.contains("[scim] path must be"), "{err}");
+        assert!(err.contains("scim token: need at least 32 characters"), "{err}");
+        assert!(err.contains("[admin_api] needs roles"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let text = GOOD.replace("client_id = \"abc\"", "client_id = \"abc\"\nclient_sercet = 1");
         let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err();
