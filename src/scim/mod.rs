@@ -452,7 +452,10 @@ async fn replace(
     call: &str,
     request_id: &str,
 ) -> Result<Response<Body>, ScimError> {
-    let doc = model::normalize(kind, doc_of(body)?)?;
+    let raw = doc_of(body)?;
+    // A replacement that leaves `active` out does not re-enable anyone: the user keeps their state.
+    let names_active = model::key_ci(&raw, "active").is_some();
+    let mut doc = model::normalize(kind, raw)?;
     let now = st.clock.now();
     let (by, rid) = (call.to_string(), id.to_string());
     let c = commit(
@@ -460,6 +463,9 @@ async fn replace(
         Box::new(move |data: &DirData| {
             let before = table(data, kind).get(&rid).ok_or_else(|| ScimError::not_found(kind, &rid))?;
             precondition(&if_match, before)?;
+            if kind == Kind::User && !names_active {
+                doc.insert("active".into(), Value::Bool(before.active()));
+            }
             check_unique(data, kind, &doc, Some(&rid))?;
             if kind == Kind::Group {
                 check_members(data, &doc)?;
@@ -497,6 +503,10 @@ async fn modify(
             precondition(&if_match, before)?;
             let mut doc = before.doc.clone();
             patch::apply(&mut doc, &ops)?;
+            // Removing `active` does not re-enable anyone: the user keeps their state.
+            if kind == Kind::User && model::key_ci(&doc, "active").is_none() {
+                doc.insert("active".into(), Value::Bool(before.active()));
+            }
             let doc = model::normalize(kind, doc)?;
             if doc == before.doc {
                 // Entra re-sends values it already set: nothing to write, no new version.

@@ -176,6 +176,16 @@ async fn an_entra_provisioning_sequence_cuts_a_signed_in_user_off_at_once_and_le
         .await;
     assert_eq!(r.json()["totalResults"], 1, "{}", r.text());
 
+    // Neither removing `active` nor a PUT without it lets him back in.
+    let r = scim.patch(&format!("/Users/{id}"), json!([{"op": "remove", "path": "active"}])).await;
+    assert_eq!(r.json()["active"], false, "{}", r.text());
+    let r = scim
+        .send(Method::PUT, &format!("/Users/{id}"), Some(json!({"userName": bob.email, "externalId": bob.oid})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["active"], false);
+    assert_eq!(sign_in_flow(&Client::new(), &postern.url, "/", "bob").await.status, StatusCode::FORBIDDEN);
+
     // Re-enabled (compliant format), he signs in again.
     let r = scim.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "active", "value": true}])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
