@@ -89,7 +89,7 @@ impl View {
     }
 
     /// The user with this id, `userName` or `externalId` (ignoring case).
-    pub fn find_user(&self, name: &str) -> Option<&Resource> {
+    pub fn find_user(&self, name: &str) -> Option<&Arc<Resource>> {
         let lower = name.to_lowercase();
         self.data
             .users
@@ -184,7 +184,7 @@ pub fn user_transition(
             // Leave no dangling membership behind.
             for g in data.groups.values() {
                 if g.member_ids().contains(&b.id) {
-                    let mut g = g.clone();
+                    let mut g = (**g).clone();
                     if let Some(serde_json::Value::Array(members)) = g.doc.get_mut("members") {
                         members.retain(|m| m.get("value").and_then(|v| v.as_str()) != Some(b.id.as_str()));
                         if members.is_empty() {
@@ -294,7 +294,7 @@ impl Directory {
 }
 
 /// The directory user `name` names: its id, `userName` or `externalId` (ignoring case).
-pub fn find_user<'a>(data: &'a DirData, name: &str) -> Option<&'a Resource> {
+pub fn find_user<'a>(data: &'a DirData, name: &str) -> Option<&'a Arc<Resource>> {
     data.users.get(name).or_else(|| {
         data.users.values().find(|u| {
             u.str_attr("userName").is_some_and(|n| n.eq_ignore_ascii_case(name))
@@ -314,7 +314,7 @@ pub async fn disable(dir: &Directory, name: &str, by: &str, now: u64) -> Result<
         let mut change = Change::default();
         match find_user(data, &name) {
             Some(u) => {
-                let mut after = u.clone();
+                let mut after = (**u).clone();
                 after.doc.insert("active".into(), serde_json::Value::Bool(false));
                 after.version += u64::from(u.active());
                 after.modified = now;
@@ -349,7 +349,7 @@ pub async fn enable(dir: &Directory, name: &str, by: &str, now: u64) -> Result<C
         let lower = name.to_lowercase();
         let mut change = Change::default();
         if let Some(u) = find_user(data, &name) {
-            let mut after = u.clone();
+            let mut after = (**u).clone();
             after.doc.insert("active".into(), serde_json::Value::Bool(true));
             after.version += u64::from(!u.active());
             after.modified = now;
@@ -392,11 +392,11 @@ mod tests {
     #[test]
     fn known_users_get_the_directory_groups_and_inactive_or_revoked_ones_are_refused() {
         let mut data = DirData::default();
-        data.users.insert("u1".into(), res("u1", json!({"userName": "Ann@x.com", "externalId": "OID-1"})));
-        data.users.insert("u2".into(), res("u2", json!({"userName": "bo@x.com", "active": false})));
+        data.users.insert("u1".into(), Arc::new(res("u1", json!({"userName": "Ann@x.com", "externalId": "OID-1"}))));
+        data.users.insert("u2".into(), Arc::new(res("u2", json!({"userName": "bo@x.com", "active": false}))));
         data.groups.insert(
             "g1".into(),
-            res("g1", json!({"displayName": "eng", "externalId": "grp-1", "members": [{"value": "u1"}]})),
+            Arc::new(res("g1", json!({"displayName": "eng", "externalId": "grp-1", "members": [{"value": "u1"}]}))),
         );
         data.revocations.insert(
             "manual:zed".into(),

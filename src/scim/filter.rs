@@ -392,6 +392,29 @@ fn compare(actual: &Value, op: Op, wanted: &Value, exact: bool) -> bool {
     }
 }
 
+/// True when `r` cannot match `filter`, judged from its plain top-level string attributes alone, without
+/// rendering it: Entra's lookups (`userName eq "..."`, `externalId eq "..."`, `displayName eq "..."`) then cost
+/// a string comparison per resource. `false` means "maybe": [`matches`] decides.
+pub fn surely_unmatched(r: &crate::store::Resource, filter: &Filter) -> bool {
+    match filter {
+        Filter::And(a, b) => surely_unmatched(r, a) || surely_unmatched(r, b),
+        Filter::Compare(path, Op::Eq, Value::String(wanted))
+            if path.sub.is_none()
+                && path.uri.is_none()
+                && ["userName", "externalId", "displayName"].iter().any(|a| a.eq_ignore_ascii_case(&path.attr)) =>
+        {
+            match r.doc.iter().find(|(k, _)| k.eq_ignore_ascii_case(&path.attr)).map(|(_, v)| v) {
+                Some(Value::String(have)) if case_exact(path) => have != wanted,
+                Some(Value::String(have)) => !have.to_lowercase().eq(&wanted.to_lowercase()),
+                // Absent: `eq "x"` cannot match.
+                None => true,
+                Some(_) => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// True when `resource` matches `filter`.
 pub fn matches(resource: &Value, filter: &Filter) -> bool {
     match filter {

@@ -166,7 +166,7 @@ fn precondition(if_match: &Option<String>, r: &Resource) -> Result<(), ScimError
     }
 }
 
-fn table(data: &DirData, kind: Kind) -> &std::collections::BTreeMap<String, Resource> {
+fn table(data: &DirData, kind: Kind) -> &std::collections::BTreeMap<String, std::sync::Arc<Resource>> {
     match kind {
         Kind::User => &data.users,
         Kind::Group => &data.groups,
@@ -334,6 +334,8 @@ fn list(st: &State, kind: Kind, q: &Query, base: &str) -> Result<Response<Body>,
     let view = st.directory.view();
     let mut matched: Vec<(&Resource, Value)> = table(&view.data, kind)
         .values()
+        .map(|r| &**r)
+        .filter(|r| filter.as_ref().is_none_or(|f| !filter::surely_unmatched(r, f)))
         .map(|r| (r, model::render(kind, r, base)))
         .filter(|(_, v)| filter.as_ref().is_none_or(|f| filter::matches(v, f)))
         .collect();
@@ -470,7 +472,7 @@ async fn replace(
             if kind == Kind::Group {
                 check_members(data, &doc)?;
             }
-            let after = Resource { doc, modified: now, version: before.version + 1, ..before.clone() };
+            let after = Resource { doc, modified: now, version: before.version + 1, ..(**before).clone() };
             Ok(put(data, kind, Some(before), after, &by, now))
         }),
         call,
@@ -516,7 +518,7 @@ async fn modify(
             if kind == Kind::Group {
                 check_members(data, &doc)?;
             }
-            let after = Resource { doc, modified: now, version: before.version + 1, ..before.clone() };
+            let after = Resource { doc, modified: now, version: before.version + 1, ..(**before).clone() };
             Ok(put(data, kind, Some(before), after, &by, now))
         }),
         call,
@@ -558,7 +560,7 @@ async fn remove(
                     change.delete_groups.push(rid.clone());
                     // A group may be a member of another; leave no dangling reference.
                     for g in data.groups.values().filter(|g| g.id != rid && g.member_ids().contains(&rid)) {
-                        let mut g = g.clone();
+                        let mut g = (**g).clone();
                         if let Some(Value::Array(m)) = g.doc.get_mut("members") {
                             m.retain(|x| x.get("value").and_then(Value::as_str) != Some(rid.as_str()));
                             if m.is_empty() {

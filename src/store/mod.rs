@@ -83,10 +83,10 @@ pub struct Revocation {
 /// The whole directory.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DirData {
-    /// Users by id.
-    pub users: BTreeMap<String, Resource>,
+    /// Users by id (shared, so that a copy of the directory is cheap).
+    pub users: BTreeMap<String, Arc<Resource>>,
     /// Groups by id.
-    pub groups: BTreeMap<String, Resource>,
+    pub groups: BTreeMap<String, Arc<Resource>>,
     /// Revocations by key.
     pub revocations: BTreeMap<String, Revocation>,
 }
@@ -127,13 +127,13 @@ impl DirData {
     /// Applies `change` in memory.
     pub fn apply(&mut self, change: &Change) {
         for u in &change.put_users {
-            self.users.insert(u.id.clone(), u.clone());
+            self.users.insert(u.id.clone(), Arc::new(u.clone()));
         }
         for id in &change.delete_users {
             self.users.remove(id);
         }
         for g in &change.put_groups {
-            self.groups.insert(g.id.clone(), g.clone());
+            self.groups.insert(g.id.clone(), Arc::new(g.clone()));
         }
         for id in &change.delete_groups {
             self.groups.remove(id);

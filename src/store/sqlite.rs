@@ -194,14 +194,14 @@ fn read_directory(conn: &Connection) -> Result<DirData, StoreError> {
     for row in rows {
         let r: Resource = serde_json::from_str(&row.map_err(|e| err("read users", e))?)
             .map_err(|e| err("a stored user is damaged", e))?;
-        data.users.insert(r.id.clone(), r);
+        data.users.insert(r.id.clone(), Arc::new(r));
     }
     let mut stmt = conn.prepare("SELECT resource FROM groups").map_err(|e| err("read groups", e))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| err("read groups", e))?;
     for row in rows {
         let r: Resource = serde_json::from_str(&row.map_err(|e| err("read groups", e))?)
             .map_err(|e| err("a stored group is damaged", e))?;
-        data.groups.insert(r.id.clone(), r);
+        data.groups.insert(r.id.clone(), Arc::new(r));
     }
     let mut stmt = conn.prepare("SELECT revocation FROM revocations").map_err(|e| err("read revocations", e))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| err("read revocations", e))?;

@@ -467,6 +467,18 @@ async fn bad_requests_get_scim_errors_and_change_nothing() {
         let r = scim.send(method.clone(), path, body).await;
         assert_scim_error(&r, status, scim_type);
     }
+    // Too large.
+    let r = Client::new()
+        .post(postern.at("/scim/v2/Users"))
+        .bearer(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(format!("{{\"userName\": \"{}\"}}", "x".repeat(2 * 1024 * 1024)))
+        .send()
+        .await;
+    assert_scim_error(&r, StatusCode::PAYLOAD_TOO_LARGE, None);
+    // A Tenant URL written with a trailing slash still reaches the endpoints.
+    let r = Client::new().get(postern.at("/scim/v2//Users/")).bearer(SCIM_TOKEN).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // Not JSON at all.
     let r = Client::new()
         .post(postern.at("/scim/v2/Users"))
