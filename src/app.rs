@@ -48,6 +48,9 @@ pub fn launch(
     tokio::spawn(async move {
         let _ = provider.discovered().await;
     });
+    // Revocations, ended sessions and group changes made by another process (the admin CLI) reach this one
+    // within 100 ms.
+    state.directory.spawn_refresher(std::time::Duration::from_millis(100), state.clock.clone());
     let health = state.health.clone();
     let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
     let draining = async move {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use crate::directory::Access;
 use crate::identity::{Identity, Proof};
 use crate::jwt::TokenError;
 use crate::metrics::OutcomeLabels;
@@ -32,11 +33,16 @@ impl Principal {
         }
     }
 
-    /// A key under which the identity assertion for this principal may be reused.
+    /// A key under which the identity assertion for this principal may be reused. It includes the groups,
+    /// which the directory may change during a session: an assertion never outlives a group change.
     pub fn reuse_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.identity().groups.hash(&mut h);
+        let groups = h.finish();
         match self {
-            Principal::Session(s) => format!("s:{}", s.id.expose()),
-            Principal::Bearer(i) => format!("b:{}:{}:{}", i.issuer, i.subject, i.expires_at),
+            Principal::Session(s) => format!("s:{}:{groups:x}", s.id.expose()),
+            Principal::Bearer(i) => format!("b:{}:{}:{}:{groups:x}", i.issuer, i.subject, i.expires_at),
         }
     }
 }
@@ -70,7 +76,22 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
             return Authn::BearerNotAccepted;
         }
         return match st.bearer.validate(token, route.audiences.as_deref()).await {
-            Ok(identity) => Authn::Principal(with_graph_groups(st, Principal::Bearer(identity), request_id).await),
+            // The verified-token cache remembers signatures, not permission: the directory is asked every time.
+            Ok(identity) => match st.directory.check(&identity) {
+                Access::Revoked(reason) => {
+                    tracing::info!(target: "audit", request_id, event = "bearer-refused", subject = %identity.subject, reason = %reason, "bearer token of a revoked user refused");
+                    Authn::BearerRefused(TokenError::Revoked)
+                }
+                Access::Known(groups) if st.directory.config().groups && groups != identity.groups => Authn::Principal(
+                    with_graph_groups(
+                        st,
+                        Principal::Bearer(Arc::new(Identity { groups, ..(*identity).clone() })),
+                        request_id,
+                    )
+                    .await,
+                ),
+                _ => Authn::Principal(with_graph_groups(st, Principal::Bearer(identity), request_id).await),
+            },
             Err(e) => Authn::BearerRefused(e),
         };
     }
@@ -88,9 +109,21 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
             return Authn::Anonymous;
         }
     };
-    match refresh_if_due(st, session, request_id).await {
-        Some(s) => Authn::Principal(with_graph_groups(st, Principal::Session(s), request_id).await),
-        None => Authn::Anonymous,
+    let Some(session) = refresh_if_due(st, session, request_id).await else {
+        return Authn::Anonymous;
+    };
+    match st.directory.check(&session.identity) {
+        Access::Revoked(reason) => {
+            tracing::info!(target: "audit", request_id, event = "session-ended", subject = %session.identity.subject, reason = "user-revoked", revocation = %reason, "session of a revoked user ended");
+            let _ = st.sessions.end(&ticket).await;
+            Authn::Anonymous
+        }
+        Access::Known(groups) if st.directory.config().groups && groups != session.identity.groups => {
+            let mut s = (*session).clone();
+            s.identity.groups = groups;
+            Authn::Principal(with_graph_groups(st, Principal::Session(Arc::new(s)), request_id).await)
+        }
+        _ => Authn::Principal(with_graph_groups(st, Principal::Session(session), request_id).await),
     }
 }
 

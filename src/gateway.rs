@@ -96,7 +96,13 @@ async fn route_and_forward(
 ) -> Outcome {
     let html = wants_html(req.headers());
 
-    // 1. Reserved paths: Postern's own endpoints, on every host.
+    // 1. Reserved paths: Postern's own endpoints, on every host; the SCIM endpoint, when enabled.
+    if let Some(scim) = &st.config.scim
+        && crate::scim::owns(req.uri().path(), &scim.path)
+    {
+        let response = crate::scim::handle(st, req, request_id).await;
+        return Outcome { response, route: None, allow: true, reason: "scim" };
+    }
     if let Some(response) = reserved(st, conn, &req, request_id, html).await {
         return Outcome { response, route: None, allow: true, reason: "postern-endpoint" };
     }

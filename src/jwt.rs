@@ -94,6 +94,9 @@ pub enum TokenError {
     /// The key that matches the token's `kid` is published for another issuer (Entra's per-key `issuer`).
     #[error("the token is signed with a key that is not valid for its issuer")]
     KeyIssuerMismatch,
+    /// The token is valid, but its user has been deactivated or removed from the directory.
+    #[error("the user's access has been revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -118,6 +121,7 @@ impl TokenError {
             TokenError::TooLarge => "token-too-large",
             TokenError::TenantNotAllowed => "tenant-not-allowed",
             TokenError::KeyIssuerMismatch => "key-issuer-mismatch",
+            TokenError::Revoked => "user-revoked",
         }
     }
 }

@@ -106,8 +106,74 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Sessions in the store: list them, or end them at once.
+    ///
+    /// Works on the database file named by [store] in the config, also while `postern serve` runs.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsCommand,
+    },
+    /// Cut a user off at once (sessions ended, bearer tokens refused), or let them back in.
+    ///
+    /// Example: postern users disable alice@example.com --config /etc/postern/postern.toml
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCommand {
+    /// List sessions, newest first.
+    ///
+    /// Example: postern sessions list --user alice@example.com
+    List {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+        /// Only this user's sessions (object id, sub or user name).
+        #[arg(long)]
+        user: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End every session of a user, or one session by its handle (from `sessions list`).
+    ///
+    /// Example: postern sessions revoke --user alice@example.com
+    Revoke {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+        /// The user (object id, sub or user name).
+        #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+        user: Option<String>,
+        /// The session's handle.
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Deactivate a user: their sessions end and their bearer tokens are refused until enabled again.
+    Disable {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+        /// The user: directory id, userName, externalId, or an object id the directory does not know.
+        user: String,
+    },
+    /// Let a disabled user back in.
+    Enable {
+        /// The config file.
+        #[arg(long, short, default_value = "postern.toml", env = "POSTERN_CONFIG")]
+        config: PathBuf,
+        /// The user, as given to `disable`.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +193,8 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
         Command::Demo { listen, upstream } => runtime().and_then(|rt| rt.block_on(demo(listen, upstream))),
+        Command::Sessions { action } => runtime().and_then(|rt| rt.block_on(sessions(action))),
+        Command::Users { action } => runtime().and_then(|rt| rt.block_on(users(action))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -249,10 +317,11 @@ fn explain(
 }
 
 async fn serve(config_path: &Path) -> Result<()> {
-    let (config, policy) = load(config_path)?;
+    let (mut config, policy) = load(config_path)?;
     let listeners = postern::app::bind(&config).await.map_err(anyhow::Error::msg)?;
     let addrs = postern::app::addresses(&listeners);
-    let state = State::build(config, policy, State::memory_store(), Clock::system())?;
+    let store = State::open_store(&mut config)?;
+    let state = State::build(config, policy, store, Clock::system())?;
     tracing::info!(listen = ?addrs, public_url = %state.config.server.public_url, "postern is serving");
     // The admin listener (metrics, health) defaults to loopback; an address that was asked for must bind.
     let admin_addr = state.config.server.admin_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090)));
@@ -296,6 +365,97 @@ async fn serve(config_path: &Path) -> Result<()> {
     // The admin listener outlives the drain, so /readyz can say "draining" until the end.
     let _ = admin_stop.send(());
     Ok(())
+}
+
+/// The store named by the config at `config_path`, for the admin commands.
+fn open_store(config_path: &Path) -> Result<(postern::config::Config, std::sync::Arc<dyn postern::store::Store>)> {
+    let (mut config, _) =
+        postern::config::load(config_path, &env).map_err(|d| anyhow::anyhow!("the config has errors:\n{d}"))?;
+    if config.store == postern::store::StoreConfig::Memory {
+        bail!(
+            "[store] kind = \"memory\": sessions live inside the running postern only; use the admin API on its admin listener"
+        );
+    }
+    let store = State::open_store(&mut config)?;
+    Ok((config, store))
+}
+
+async fn sessions(action: SessionsCommand) -> Result<()> {
+    use postern::scim::model::rfc3339;
+    match action {
+        SessionsCommand::List { config, user, json } => {
+            let (_, store) = open_store(&config)?;
+            let list = store.list(user.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            println!(
+                "{:<32}  {:<30}  {:<36}  {:<20}  {:<20}  EXPIRES",
+                "SESSION", "USER", "SUBJECT", "SIGNED IN", "LAST SEEN"
+            );
+            for s in &list {
+                println!(
+                    "{:<32}  {:<30}  {:<36}  {:<20}  {:<20}  {}",
+                    s.handle,
+                    s.user_name.as_deref().unwrap_or("-"),
+                    s.subject,
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_seen),
+                    rfc3339(s.expires_at)
+                );
+            }
+            println!("{} session{}", list.len(), if list.len() == 1 { "" } else { "s" });
+            Ok(())
+        }
+        SessionsCommand::Revoke { config, user, session } => {
+            let (_, store) = open_store(&config)?;
+            let ended = match (user, session) {
+                (Some(user), _) => store.delete_by_user(&user).await?,
+                (None, Some(handle)) => store.delete_by_handle(&handle).await?,
+                (None, None) => bail!("name --user or --session"),
+            };
+            tracing::warn!(target: "audit", event = "sessions-revoked", sessions_ended = ended, by = "postern sessions revoke", "sessions ended by an admin");
+            println!("ended {ended} session{}", if ended == 1 { "" } else { "s" });
+            if ended == 0 {
+                bail!("no session matched");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn users(action: UsersCommand) -> Result<()> {
+    let (disable, config, user) = match action {
+        UsersCommand::Disable { config, user } => (true, config, user),
+        UsersCommand::Enable { config, user } => (false, config, user),
+    };
+    let (config, store) = open_store(&config)?;
+    let directory = postern::directory::Directory::open(store, config.directory.clone())?;
+    let now = Clock::system().now();
+    let by = if disable { "postern users disable" } else { "postern users enable" };
+    let result = if disable {
+        postern::directory::disable(&directory, &user, by, now).await
+    } else {
+        postern::directory::enable(&directory, &user, by, now).await
+    };
+    match result {
+        Ok(c) => {
+            postern::scim::audit(&c, by, "-");
+            if disable {
+                println!(
+                    "{user} is disabled: {} session{} ended; bearer tokens are refused (a running postern notices within a tenth of a second)",
+                    c.sessions_ended,
+                    if c.sessions_ended == 1 { "" } else { "s" }
+                );
+            } else {
+                println!("{user} is enabled again");
+            }
+            Ok(())
+        }
+        Err(postern::store::WriteError::Refused(e)) => bail!("{}", e.detail),
+        Err(postern::store::WriteError::Store(e)) => bail!("{e}"),
+    }
 }
 
 async fn demo(listen: SocketAddr, upstream: Option<String>) -> Result<()> {

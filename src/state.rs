@@ -10,13 +10,15 @@ use arc_swap::ArcSwap;
 use crate::assertion::AssertionSigner;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::http_client::HttpClient;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::policy::Policy;
+use crate::session::Sessions;
 use crate::session::cookie::CookieCodec;
 use crate::session::memory::MemoryStore;
-use crate::session::{SessionStore, Sessions};
+use crate::store::Store;
 use crate::token::BearerValidator;
 use crate::upstream::UpstreamClient;
 
@@ -33,6 +35,10 @@ pub struct State {
     pub provider: Arc<Provider>,
     /// Sessions.
     pub sessions: Sessions,
+    /// Where sessions and the directory are kept.
+    pub store: Arc<dyn Store>,
+    /// The directory provisioned over SCIM, and revocations.
+    pub directory: Arc<Directory>,
     /// Cookie sealing.
     pub cookies: CookieCodec,
     /// Identity assertions.
@@ -74,25 +80,18 @@ pub enum StartError {
 }
 
 impl State {
-    /// Builds the services for `config` and `policy`, with sessions in `store`.
-    pub fn build(
-        config: Config,
-        policy: Policy,
-        store: Arc<dyn SessionStore>,
-        clock: Clock,
-    ) -> Result<State, StartError> {
+    /// Builds the services for `config` and `policy`, with sessions and the directory in `store`. Reads the
+    /// directory now (blocking), so that no request is served before revocations are known.
+    pub fn build(config: Config, policy: Policy, store: Arc<dyn Store>, clock: Clock) -> Result<State, StartError> {
+        let directory = Arc::new(
+            Directory::open(store.clone(), config.directory.clone())
+                .map_err(|e| StartError::Keys(format!("cannot read the directory: {e}")))?,
+        );
         let http = HttpClient::new(config.oidc.ca_file.as_deref(), Duration::from_secs(10))
             .map_err(|e| StartError::Keys(e.to_string()))?;
         let provider = Arc::new(Provider::new(config.oidc.clone(), http.clone(), config.redirect_uri(), clock.clone()));
-        let session_key = match &config.session.secret {
-            Some(s) => s.expose().clone(),
-            None => {
-                tracing::warn!(
-                    "no [session] secret configured: using a random key, so sessions end when Postern restarts and replicas cannot read each other's cookies; `postern keygen` writes one"
-                );
-                crate::config::decode_key_material(crate::secret::random_token(48).as_bytes())
-            }
-        };
+        let mut config = config;
+        let session_key = ensure_session_secret(&mut config);
         let cookies = CookieCodec::new(&[&session_key], config.public_is_https());
         let pem = match &config.assertion.signing_key {
             Some(pem) => pem.expose().clone(),
@@ -127,7 +126,7 @@ impl State {
             }
             None => None,
         };
-        let sessions = Sessions::new(store, config.session.clone(), clock.clone());
+        let sessions = Sessions::new(store.clone(), config.session.clone(), clock.clone());
         let bearer = Arc::new(bearer);
         let config_limits_in_flight = config.limits.max_in_flight.min(tokio::sync::Semaphore::MAX_PERMITS);
         let mut metrics = Metrics::new();
@@ -141,6 +140,8 @@ impl State {
             clock,
             provider,
             sessions,
+            store,
+            directory,
             cookies,
             assertion: Arc::new(assertion),
             upstream,
@@ -160,13 +161,38 @@ impl State {
         })
     }
 
-    /// The default store: sessions in memory.
-    pub fn memory_store() -> Arc<dyn SessionStore> {
+    /// A store in memory: nothing survives a restart (tests and `postern demo`).
+    pub fn memory_store() -> Arc<dyn Store> {
         Arc::new(MemoryStore::new(1_000_000))
+    }
+
+    /// Opens the store `[store]` names, with `config`'s session key sealing session secrets at rest; gives
+    /// `config` a random session key first when it has none (with a warning), so that the store and the cookies
+    /// use the same one.
+    pub fn open_store(config: &mut Config) -> Result<Arc<dyn Store>, StartError> {
+        let key = ensure_session_secret(config);
+        crate::store::open(&config.store, &key).map_err(|e| {
+            StartError::Keys(format!(
+                "{e}; [store] path must be a file in a directory Postern can write, such as /var/lib/postern/postern.db (the systemd unit's StateDirectory)"
+            ))
+        })
     }
 
     /// This snapshot with another policy: what a reload swaps in.
     pub fn with_policy(&self, policy: Policy) -> State {
         State { policy: Arc::new(policy), ..self.clone() }
     }
+}
+
+/// The session key of `config`, set to a random one (with a warning) when none is configured.
+fn ensure_session_secret(config: &mut Config) -> Vec<u8> {
+    if let Some(s) = &config.session.secret {
+        return s.expose().clone();
+    }
+    tracing::warn!(
+        "no [session] secret configured: using a random key, so sessions end when Postern restarts and replicas cannot read each other's cookies; `postern keygen` writes one"
+    );
+    let key = crate::config::decode_key_material(crate::secret::random_token(48).as_bytes());
+    config.session.secret = Some(crate::secret::Secret::new(key.clone()));
+    key
 }

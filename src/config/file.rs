@@ -32,6 +32,15 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     /// `[graph]`: Microsoft Graph, for Entra group overage.
     pub graph: Option<Spanned<GraphFile>>,
+    /// `[store]`: where sessions, the directory and revocations are kept.
+    pub store: Option<Spanned<StoreFile>>,
+    /// `[scim]`: the provisioning endpoint.
+    pub scim: Option<Spanned<ScimFile>>,
+    /// `[directory]`: how directory users are matched with identities.
+    #[serde(default)]
+    pub directory: DirectoryFile,
+    /// `[admin_api]`: the session and user API on the admin listener.
+    pub admin_api: Option<Spanned<AdminApiFile>>,
 }
 
 /// A size: a number of bytes, or text such as `"64KiB"`.
@@ -64,6 +73,46 @@ pub struct LimitsFile {
     pub upstream_max_idle_per_host: Option<Spanned<u64>>,
     /// An idle upstream connection is closed after this long.
     pub upstream_idle_timeout: Option<Spanned<String>>,
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// `"embedded"` (default) or `"memory"`.
+    pub kind: Option<Spanned<String>>,
+    /// The database file, relative to the config file (default `postern.db`).
+    pub path: Option<Spanned<String>>,
+}
+
+/// `[scim]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimFile {
+    /// The base path (default `/scim/v2`).
+    pub path: Option<Spanned<String>>,
+    /// The bearer secret SCIM clients present.
+    pub token: Spanned<SecretRef>,
+}
+
+/// `[directory]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    /// Only identities of this tenant id are matched with directory users.
+    pub tenant: Option<Spanned<String>>,
+    /// Also match `preferred_username`/`upn` with `userName` (default true).
+    pub match_user_name: Option<bool>,
+    /// Policies see the directory's groups for users it knows (default true).
+    pub groups: Option<bool>,
+}
+
+/// `[admin_api]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminApiFile {
+    /// App roles (the `roles` claim of a bearer token) allowed to call the API; at least one.
+    pub roles: Vec<Spanned<String>>,
 }
 
 /// `[server]`

@@ -41,6 +41,14 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Microsoft Graph, for group overage; `None`: overage groups stay unknown (and group rules fail closed).
     pub graph: Option<GraphConfig>,
+    /// Where sessions, the directory and revocations are kept.
+    pub store: crate::store::StoreConfig,
+    /// The SCIM endpoint, when enabled.
+    pub scim: Option<ScimConfig>,
+    /// How directory users are matched with identities.
+    pub directory: crate::directory::DirectoryConfig,
+    /// The admin API, when enabled.
+    pub admin_api: Option<AdminApiConfig>,
 }
 
 /// `[limits]`: what one client may take, with production defaults.
@@ -133,6 +141,22 @@ pub enum ClientCredential {
         /// The token file.
         token_file: PathBuf,
     },
+}
+
+/// `[scim]`, resolved.
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// Base path, without a trailing slash.
+    pub path: String,
+    /// The bearer secret.
+    pub token: Secret<String>,
+}
+
+/// `[admin_api]`, resolved.
+#[derive(Debug, Clone)]
+pub struct AdminApiConfig {
+    /// App roles allowed to call it.
+    pub roles: Vec<String>,
 }
 
 /// `[server]`, resolved.

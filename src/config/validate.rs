@@ -166,6 +166,24 @@ impl Validator<'_> {
                 "with a {tenantid} issuer, set token_url = \"https://login.microsoftonline.com/{tenantid}/oauth2/v2.0/token\" so that each user's groups are read in their own tenant",
             );
         }
+        let store = self.store(raw.store.as_ref());
+        let scim = raw.scim.as_ref().and_then(|s| self.scim(s));
+        let directory = crate::directory::DirectoryConfig {
+            tenant: raw.directory.tenant.as_ref().map(|t| t.get_ref().trim().to_string()),
+            match_user_name: raw.directory.match_user_name.unwrap_or(true),
+            groups: raw.directory.groups.unwrap_or(true),
+        };
+        let admin_api = raw.admin_api.as_ref().map(|a| {
+            let roles: Vec<String> =
+                a.get_ref().roles.iter().map(|r| r.get_ref().trim().to_string()).filter(|r| !r.is_empty()).collect();
+            if roles.is_empty() {
+                self.error(
+                    a.span(),
+                    "[admin_api] needs roles = [\"...\"]: the app roles whose bearer tokens may call the admin API",
+                );
+            }
+            AdminApiConfig { roles }
+        });
         Config {
             source: self.src.path.to_path_buf(),
             server,
@@ -177,6 +195,10 @@ impl Validator<'_> {
             bearer,
             limits,
             graph,
+            store,
+            scim,
+            directory,
+            admin_api,
         }
     }
 
@@ -224,6 +246,58 @@ impl Validator<'_> {
                 .unwrap_or(d.upstream_max_idle_per_host),
             upstream_idle_timeout: self.duration(raw.upstream_idle_timeout.as_ref(), d.upstream_idle_timeout),
         }
+    }
+
+    fn store(&mut self, raw: Option<&Spanned<file::StoreFile>>) -> crate::store::StoreConfig {
+        let kind = raw.and_then(|r| r.get_ref().kind.as_ref());
+        let path = raw.and_then(|r| r.get_ref().path.as_ref());
+        match kind.map(|k| k.get_ref().as_str()) {
+            None | Some("embedded") => crate::store::StoreConfig::Embedded(
+                path.map(|p| self.path(p.get_ref())).unwrap_or_else(|| self.path("postern.db")),
+            ),
+            Some("memory") => {
+                if let Some(p) = path {
+                    self.warn(p.span(), "path is not used with kind = \"memory\"");
+                }
+                crate::store::StoreConfig::Memory
+            }
+            Some(other) => {
+                if let Some(k) = kind {
+                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file) or \"memory\" (nothing survives a restart)"));
+                }
+                crate::store::StoreConfig::Memory
+            }
+        }
+    }
+
+    fn scim(&mut self, raw: &Spanned<file::ScimFile>) -> Option<ScimConfig> {
+        let r = raw.get_ref();
+        let path = r
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().trim().trim_end_matches('/').to_string())
+            .unwrap_or_else(|| "/scim/v2".into());
+        let reserved = ["/oauth2", "/.well-known/postern"];
+        if !path.starts_with('/')
+            || path.len() < 2
+            || path.contains(['?', '#', ' '])
+            || reserved.iter().any(|p| path.starts_with(p))
+        {
+            let span = r.path.as_ref().map(|p| p.span()).unwrap_or_else(|| raw.span());
+            self.error(
+                span,
+                "[scim] path must be an absolute path such as \"/scim/v2\", outside /oauth2 and /.well-known/postern",
+            );
+        }
+        let token = self.secret(&r.token, "scim token").map(|b| String::from_utf8_lossy(&b).trim().to_string())?;
+        if token.len() < 32 {
+            self.error(
+                r.token.span(),
+                "scim token: need at least 32 characters; generate one with `openssl rand -base64 32`",
+            );
+            return None;
+        }
+        Some(ScimConfig { path, token: Secret::new(token) })
     }
 
     fn server(&mut self, raw: &file::ServerFile) -> ServerConfig {
@@ -660,6 +734,35 @@ client_secret = { env = "SECRET" }
         assert!(text.contains("MISSING is not set"), "{text}");
         assert!(text.contains("issuer must use https://"), "{text}");
         assert!(!text.contains("s3cret"));
+    }
+
+    #[test]
+    fn store_scim_directory_and_admin_api_have_defaults_and_checks() {
+        let (c, _) = from_text(Path::new("/etc/postern/postern.toml"), GOOD, &env).unwrap();
+        assert_eq!(c.store, crate::store::StoreConfig::Embedded(PathBuf::from("/etc/postern/postern.db")));
+        assert!(c.scim.is_none() && c.admin_api.is_none());
+        assert!(c.directory.groups && c.directory.match_user_name && c.directory.tenant.is_none());
+
+        let long = |name: &str| (name == "TOKEN").then(|| "t".repeat(40)).or_else(|| env(name));
+        let text = format!(
+            "{GOOD}\n[store]\nkind = \"memory\"\n[scim]\npath = \"/scim/\"\ntoken = {{ env = \"TOKEN\" }}\n[directory]\ntenant = \"t1\"\ngroups = false\n[admin_api]\nroles = [\"Postern.Admin\"]\n"
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &text, &long).unwrap();
+        assert_eq!(c.store, crate::store::StoreConfig::Memory);
+        assert_eq!(c.scim.as_ref().map(|s| s.path.as_str()), Some("/scim"));
+        assert_eq!(c.directory.tenant.as_deref(), Some("t1"));
+        assert!(!c.directory.groups);
+        assert_eq!(c.admin_api.map(|a| a.roles), Some(vec!["Postern.Admin".to_string()]));
+
+        let bad = format!(
+            "{GOOD}\n[store]\nkind = \"disk\"\n[scim]\npath = \"/oauth2/scim\"\ntoken = {{ env = \"SECRET\" }}\n[admin_api]\nroles = []\n"
+        );
+        let err = from_text(Path::new("p.toml"), &bad, &env).unwrap_err().to_string();
+        assert!(err.contains("store kind \"disk\""), "{err}");
+        assert!(err.contains("[scim] path must be"), "{err}");
+        assert!(err.contains("scim token: need at least 32 characters"), "{err}");
+        assert!(err.contains("[admin_api] needs roles"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -347,6 +347,14 @@ pub async fn callback(
     let identity = Identity::from_claims(claims, Proof::Session);
     let who = identity.display().to_string();
     let subject = identity.subject.clone();
+    if let crate::directory::Access::Revoked(reason) = st.directory.check(&identity) {
+        tracing::warn!(target: "audit", request_id, event = "sign-in-refused", subject = %subject, user = %who, reason = %reason, "sign-in refused: access revoked");
+        return fail(
+            StatusCode::FORBIDDEN,
+            "Your access has been revoked, so you cannot sign in. If you think this is a mistake, contact your administrator and quote the request id below.",
+            "user-revoked",
+        );
+    }
     let session = match st.sessions.create(identity, Some(id_token), tokens.refresh_token).await {
         Ok(s) => s,
         Err(e) => {

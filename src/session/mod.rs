@@ -56,6 +56,51 @@ pub trait SessionStore: Send + Sync + Debug {
     fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()>;
     /// Removes every session created by the provider session `sid`; returns how many.
     fn delete_by_sid<'a>(&'a self, sid: &'a str) -> StoreFuture<'a, usize>;
+    /// Removes every session of `user` (see [`session_belongs_to`]); returns how many.
+    fn delete_by_user<'a>(&'a self, user: &'a str) -> StoreFuture<'a, usize>;
+    /// Removes the session with this handle ([`crate::store::session_handle`]); returns how many (0 or 1).
+    fn delete_by_handle<'a>(&'a self, handle: &'a str) -> StoreFuture<'a, usize>;
+    /// The sessions, of `user` only when given, newest first.
+    fn list<'a>(&'a self, user: Option<&'a str>) -> StoreFuture<'a, Vec<SessionInfo>>;
+}
+
+/// What an admin sees of a session: never its ticket or tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The handle ([`crate::store::session_handle`]), for `postern sessions revoke --session`.
+    pub handle: String,
+    /// The user's stable id (`oid`, else `sub`).
+    pub subject: String,
+    /// `preferred_username` (or `upn`).
+    pub user_name: Option<String>,
+    /// Sign-in time.
+    pub created_at: UnixTime,
+    /// Last use.
+    pub last_seen: UnixTime,
+    /// Absolute end.
+    pub expires_at: UnixTime,
+}
+
+impl SessionInfo {
+    /// The admin's view of `session`.
+    pub fn of(session: &Session) -> SessionInfo {
+        SessionInfo {
+            handle: crate::store::session_handle(session.id.expose()),
+            subject: session.identity.subject.clone(),
+            user_name: session.identity.preferred_username.clone(),
+            created_at: session.created_at,
+            last_seen: session.last_seen,
+            expires_at: session.expires_at,
+        }
+    }
+}
+
+/// True when `user` names the person of `session`: their `oid`/`sub` or their user name, ignoring case.
+pub fn session_belongs_to(session: &Session, user: &str) -> bool {
+    let id = &session.identity;
+    id.subject.eq_ignore_ascii_case(user)
+        || id.sub.eq_ignore_ascii_case(user)
+        || id.preferred_username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(user))
 }
 
 /// Session lifecycle over a store.

@@ -10,6 +10,7 @@
 mod support;
 
 mod admin;
+mod admin_api;
 mod bearer;
 mod bearer_issuers;
 mod big_transfer;
@@ -29,5 +30,7 @@ mod open_redirect;
 mod policy_bypass;
 mod policy_reload;
 mod proxy;
+mod scim;
 mod sessions;
 mod sign_out;
+mod store;

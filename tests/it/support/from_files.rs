@@ -24,9 +24,15 @@ pub struct Options {
     pub policy: String,
     /// `[server] shutdown_grace`: how long requests in flight may take to finish at shutdown.
     pub shutdown_grace: &'static str,
-    /// Extra top-level tables, such as `[limits]`.
+    /// Extra top-level tables, such as `[limits]` or `[scim]` (the file `scim.token` holds [`SCIM_TOKEN`]).
     pub config_extra: String,
 }
+
+/// The SCIM secret in `scim.token` beside every config these helpers write.
+pub const SCIM_TOKEN: &str = "test-scim-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// `[scim]` reading [`SCIM_TOKEN`] from `scim.token`.
+pub const SCIM_CONFIG: &str = "[scim]\npath = \"/scim/v2\"\ntoken = { file = \"scim.token\" }\n";
 
 impl Default for Options {
     fn default() -> Self {
@@ -104,6 +110,7 @@ pub async fn start_postern(options: Options) -> Postern {
     let dir = TempDir::new("postern");
     dir.write("client_secret", &stack.provider.config().client_secret);
     dir.write("session.key", "test session key: not a secret, for integration tests only\n");
+    dir.write("scim.token", &format!("{SCIM_TOKEN}\n"));
     dir.write("policies/policy.toml", &options.policy.replace(DEMO_POLICY_UPSTREAM, &stack.echo.url()));
     let text = format!(
         r#"[server]
@@ -136,10 +143,13 @@ audiences = ["{audience}"]
         audience = stack.provider.config().access_token_audience,
     );
     let path = dir.write("postern.toml", &text);
-    let (config, _) = postern::config::load(&path, &|_| None).unwrap_or_else(|e| panic!("the config is valid: {e}"));
+    let (mut config, _) =
+        postern::config::load(&path, &|_| None).unwrap_or_else(|e| panic!("the config is valid: {e}"));
     let (policy, _) =
         postern::policy::load_dir(&config.policies_dir).unwrap_or_else(|e| panic!("the policy is valid: {e}"));
-    let state = State::build(config, policy, State::memory_store(), Clock::system()).expect("the state builds");
+    // The default store: the database file beside the config.
+    let store = State::open_store(&mut config).expect("the store opens");
+    let state = State::build(config, policy, store, Clock::system()).expect("the state builds");
     let (stop, stopped) = watch::channel(false);
     let (shared, served) = postern::app::launch(state, vec![Listener { tcp, tls: None }], until(stopped));
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
