@@ -64,8 +64,11 @@ CONF
 "$NGINX" -p "$work" -c "$work/nginx.conf" & pids+=($!)
 
 # Postern: the demo (its development provider) in front of the fixed upstream.
-(cd "$top" && cargo build --release --quiet)
-POSTERN="$top/target/release/postern"
+# POSTERN_BIN=path measures another build (to compare two versions on one machine).
+if [ -n "${POSTERN_BIN:-}" ]; then POSTERN="$POSTERN_BIN"; else
+  (cd "$top" && cargo build --release --quiet)
+  POSTERN="${CARGO_TARGET_DIR:-$top/target}/release/postern"
+fi
 "$POSTERN" demo --listen "127.0.0.1:$PO" --upstream "http://127.0.0.1:$UP" --log warn > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
 PPID_POSTERN=${pids[-1]}
 for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
