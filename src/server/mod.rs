@@ -39,6 +39,7 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
     let limits = shared.load().config.limits.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let graceful = std::sync::Arc::new(GracefulShutdown::new());
+    let workers = Workers::start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
     for listener in listeners {
@@ -47,6 +48,7 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
         let graceful = graceful.clone();
         let limits = limits.clone();
         let connections = connections.clone();
+        let workers = workers.clone();
         loops.push(tokio::spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new());
             // A request head larger than max_buf_size is answered 431 by hyper.
@@ -87,7 +89,7 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                 let watcher = graceful.watcher();
                 let idle_timeout = limits.idle_timeout;
                 let handshake_timeout = limits.header_read_timeout;
-                tokio::spawn(async move {
+                let serve = move |stream: TcpStream| async move {
                     let _permit = permit;
                     let conn = Conn { peer, tls: tls.is_some() };
                     let activity = Activity::new();
@@ -128,7 +130,8 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                     if let Err(e) = result {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
-                });
+                };
+                workers.dispatch(stream, serve);
             }
         }));
     }
@@ -147,6 +150,112 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
             grace_secs = grace.as_secs(),
             "requests still in flight after the grace period; closing them"
         ),
+    }
+    workers.stop().await;
+}
+
+/// A connection to serve, sent to a worker: the socket and what serves it there.
+type Job = Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// One single-threaded runtime per core, each serving the connections it is given: a request, its upstream
+/// call and its answer stay on one thread (no cross-thread wake-ups), and each worker keeps its own upstream
+/// connection pool (see `upstream::worker_index`). Connections are dealt out in turn.
+#[derive(Clone)]
+struct Workers {
+    inner: Arc<WorkersInner>,
+}
+
+struct WorkersInner {
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Job)>>,
+    next: AtomicUsize,
+    stop: tokio::sync::watch::Sender<bool>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Workers {
+    fn start() -> Workers {
+        let count = std::thread::available_parallelism().map_or(1, usize::from);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..count {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, Job)>();
+            let mut stopped = stopped.clone();
+            let spawned = std::thread::Builder::new().name(format!("postern-worker-{index}")).spawn(move || {
+                crate::upstream::set_worker_index(index + 1);
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    tracing::error!("cannot start a worker runtime");
+                    return;
+                };
+                rt.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            job = rx.recv() => match job {
+                                Some((stream, serve)) => match TcpStream::from_std(stream) {
+                                    Ok(stream) => {
+                                        tokio::spawn(serve(stream));
+                                    }
+                                    Err(e) => tracing::debug!(error = %e, "cannot register a connection"),
+                                },
+                                None => break,
+                            },
+                            _ = stopped.changed() => break,
+                        }
+                    }
+                    // Connections in flight finish (the server's graceful shutdown decides how long).
+                    while !*stopped.borrow() {
+                        if stopped.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            });
+            match spawned {
+                Ok(handle) => {
+                    senders.push(tx);
+                    threads.push(handle);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+            }
+        }
+        Workers {
+            inner: Arc::new(WorkersInner {
+                senders,
+                next: AtomicUsize::new(0),
+                stop,
+                threads: std::sync::Mutex::new(threads),
+            }),
+        }
+    }
+
+    /// Hands `stream` to the next worker; without workers, serves it on the current runtime.
+    fn dispatch<F, Fut>(&self, stream: TcpStream, serve: F)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let senders = &self.inner.senders;
+        if senders.is_empty() {
+            tokio::spawn(serve(stream));
+            return;
+        }
+        let Ok(std_stream) = stream.into_std() else { return };
+        let job: Job = Box::new(move |s| Box::pin(serve(s)));
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % senders.len();
+        let _ = senders[i].send((std_stream, job));
+    }
+
+    /// Ends the workers once the server's shutdown is done.
+    async fn stop(&self) {
+        let _ = self.inner.stop.send(true);
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 

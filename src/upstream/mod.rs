@@ -86,10 +86,20 @@ pub struct Forward<'a> {
     pub request_id: &'a str,
 }
 
-/// The pooled client for all upstreams.
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as server worker `index` (from 1), so that it uses a connection pool of its own.
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// The pooled client for all upstreams: one pool per server worker thread (index 0 for any other thread), so
+/// a connection is checked out and driven on the thread that uses it.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Limited<Incoming>>,
+    clients: std::sync::Arc<Vec<Client<HttpsConnector<HttpConnector>, Limited<Incoming>>>>,
 }
 
 impl UpstreamClient {
@@ -120,13 +130,23 @@ impl UpstreamClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
-            .pool_max_idle_per_host(max_idle_per_host)
-            .set_host(false)
-            .build(https);
-        Ok(UpstreamClient { client })
+        let pools = std::thread::available_parallelism().map_or(1, usize::from) + 1;
+        let clients = (0..pools)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(idle_timeout)
+                    .pool_max_idle_per_host(max_idle_per_host)
+                    .set_host(false)
+                    .build(https.clone())
+            })
+            .collect();
+        Ok(UpstreamClient { clients: std::sync::Arc::new(clients) })
+    }
+
+    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Limited<Incoming>> {
+        let i = WORKER.with(std::cell::Cell::get);
+        &self.clients[i % self.clients.len()]
     }
 
     /// Sends `req` to the route's upstream and returns its answer, streaming.
@@ -182,7 +202,7 @@ impl UpstreamClient {
         let max_body = f.max_body;
         let req = req.map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)));
 
-        let mut response = match tokio::time::timeout(f.timeout, self.client.request(req)).await {
+        let mut response = match tokio::time::timeout(f.timeout, self.client().request(req)).await {
             Err(_) => return Err(UpstreamError::Timeout(f.timeout)),
             Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(error_chain(&e))),
             Ok(Err(e)) if caused_by_length_limit(&e) => return Err(UpstreamError::BodyTooLarge(max_body)),
