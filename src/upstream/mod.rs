@@ -104,7 +104,8 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     /// A client that connects within `connect_timeout` and keeps at most `max_idle_per_host` idle connections
-    /// per upstream for `idle_timeout`, trusting the system's roots for HTTPS upstreams.
+    /// per upstream for `idle_timeout` (in all: each worker's pool keeps its share, at least one), trusting the
+    /// system's roots for HTTPS upstreams.
     pub fn new(
         connect_timeout: Duration,
         max_idle_per_host: usize,
@@ -130,13 +131,15 @@ impl UpstreamClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let pools = std::thread::available_parallelism().map_or(1, usize::from) + 1;
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let pools = workers + 1;
+        let max_idle_per_pool = max_idle_per_host.div_ceil(workers);
         let clients = (0..pools)
             .map(|_| {
                 Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(idle_timeout)
-                    .pool_max_idle_per_host(max_idle_per_host)
+                    .pool_max_idle_per_host(max_idle_per_pool)
                     .set_host(false)
                     .build(https.clone())
             })

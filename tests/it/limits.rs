@@ -275,7 +275,10 @@ async fn the_upstream_pool_keeps_at_most_its_idle_bound_and_closes_idle_connecti
         assert_eq!(r.await.expect("ran"), StatusCode::OK);
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(open.load(Ordering::SeqCst) <= 1, "at most one idle connection kept: {}", open.load(Ordering::SeqCst));
+    // Each worker thread (one per core) keeps its share of the bound, at least one.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let kept = open.load(Ordering::SeqCst);
+    assert!(kept <= workers, "at most one idle connection per worker kept ({workers} workers): {kept}");
 
     let mut all_closed = false;
     for _ in 0..60 {
