@@ -1,17 +1,24 @@
-//! Memory of live sessions in the default (in-memory) store: RSS before and after creating 100,000 sessions
-//! with Entra-shaped identities (claims, groups, an ID token and a refresh token each).
-//! Run: `cargo bench --bench session_memory`.
+//! Memory of 100,000 live sessions with Entra-shaped identities (claims, groups, an ID token and a refresh
+//! token each): Postern's RSS before and after, in the default store (`embedded`: the SQLite file, with its
+//! bounded cache of recently used sessions) after every session was created and then used once, and in the
+//! in-memory store. Each store is measured in a child process of its own, so one does not inherit the
+//! other's heap. Run: `cargo bench --bench session_memory`.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use postern::clock::Clock;
 use postern::config::SessionConfig;
 use postern::identity::{Identity, Proof};
-use postern::session::Sessions;
+use postern::session::{SessionStore, Sessions};
 use postern::state::State;
+use postern::store::sqlite::SqliteStore;
 use serde_json::json;
+
+const SESSIONS: u32 = 100_000;
+const STORE_VAR: &str = "POSTERN_BENCH_SESSION_STORE";
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -22,47 +29,94 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn identity(i: u32) -> Identity {
+    let claims = json!({
+        "iss": "https://login.microsoftonline.com/8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a/v2.0",
+        "sub": format!("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bb{i:08}"),
+        "aud": "6cb04018-a3f5-46a7-b995-940c78f5aef3",
+        "oid": format!("00000000-0000-0000-66f3-{i:012}"),
+        "tid": "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a",
+        "name": format!("User {i}"),
+        "preferred_username": format!("user{i}@example.com"),
+        "email": format!("user{i}@example.com"),
+        "groups": ["5b1c3d2e-0000-0000-0000-000000000001", "9e2a4f6b-0000-0000-0000-000000000002"],
+        "amr": ["pwd", "mfa"], "sid": format!("sid-{i}"), "ver": "2.0",
+        "iat": 1_800_000_000u64, "nbf": 1_800_000_000u64, "exp": 1_800_003_600u64,
+    });
+    Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session)
+}
+
+/// Creates the sessions in `store` (64 sign-ins at a time), then looks each one up once.
+async fn measure(name: &str, store: Arc<dyn SessionStore>) {
+    let config = SessionConfig {
+        secret: None,
+        idle_timeout: Duration::from_secs(8 * 3600),
+        max_lifetime: Duration::from_secs(24 * 3600),
+        refresh_before: Duration::from_secs(60),
+    };
+    let sessions = Arc::new(Sessions::new(store, config, Clock::system()));
+    let before = rss_kib();
+    let started = Instant::now();
+    let mut tickets = Vec::with_capacity(SESSIONS as usize);
+    for chunk in (0..SESSIONS).collect::<Vec<_>>().chunks(64) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    let s = sessions.create(identity(i), Some("x".repeat(1200)), Some("r".repeat(900))).await;
+                    s.unwrap().id.expose().clone()
+                })
+            })
+            .collect();
+        for t in tasks {
+            tickets.push(t.await.unwrap());
+        }
+    }
+    let created = started.elapsed();
+    for t in &tickets {
+        assert!(sessions.get(t).await.unwrap().is_some(), "every session is there");
+    }
+    drop(tickets);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib();
+    println!(
+        "session_memory {name}: {SESSIONS} sessions (created in {:.0?}, each used once): RSS {} MiB before, {} MiB after, {:.1} KiB per session",
+        created,
+        before / 1024,
+        after / 1024,
+        (after.saturating_sub(before)) as f64 / f64::from(SESSIONS)
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument means a filter for another bench.
     if std::env::args().skip(1).any(|a| a != "--bench") {
         return;
     }
+    let Ok(which) = std::env::var(STORE_VAR) else {
+        for which in ["embedded", "memory"] {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .arg("--bench")
+                .env(STORE_VAR, which)
+                .status()
+                .unwrap();
+            assert!(status.success(), "the {which} measurement failed");
+        }
+        return;
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let config = SessionConfig {
-            secret: None,
-            idle_timeout: Duration::from_secs(8 * 3600),
-            max_lifetime: Duration::from_secs(24 * 3600),
-            refresh_before: Duration::from_secs(60),
-        };
-        let sessions = Sessions::new(State::memory_store(), config, Clock::system());
-        let before = rss_kib();
-        let n = 100_000u32;
-        for i in 0..n {
-            let claims = json!({
-                "iss": "https://login.microsoftonline.com/8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a/v2.0",
-                "sub": format!("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bb{i:08}"),
-                "aud": "6cb04018-a3f5-46a7-b995-940c78f5aef3",
-                "oid": format!("00000000-0000-0000-66f3-{i:012}"),
-                "tid": "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a",
-                "name": format!("User {i}"),
-                "preferred_username": format!("user{i}@example.com"),
-                "email": format!("user{i}@example.com"),
-                "groups": ["5b1c3d2e-0000-0000-0000-000000000001", "9e2a4f6b-0000-0000-0000-000000000002"],
-                "amr": ["pwd", "mfa"], "sid": format!("sid-{i}"), "ver": "2.0",
-                "iat": 1_800_000_000u64, "nbf": 1_800_000_000u64, "exp": 1_800_003_600u64,
-            });
-            let identity = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session);
-            let id_token = "x".repeat(1200);
-            sessions.create(identity, Some(id_token), Some("r".repeat(900))).await.unwrap();
+        if which == "memory" {
+            measure("memory", State::memory_store()).await;
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss_kib();
-        println!(
-            "session_memory: {n} sessions: RSS {} MiB before, {} MiB after, {:.1} KiB per session",
-            before / 1024,
-            after / 1024,
-            (after - before) as f64 / f64::from(n)
-        );
+        let dir = std::env::temp_dir().join(format!("postern-session-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("postern.db"), &[7; 32]).unwrap();
+        measure("embedded (default)", Arc::new(store)).await;
+        let size: u64 = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+        println!("session_memory embedded (default): database file and WAL {} MiB on disk", size >> 20);
+        let _ = std::fs::remove_dir_all(&dir);
     });
 }

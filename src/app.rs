@@ -50,7 +50,11 @@ pub fn launch(
     });
     // Revocations, ended sessions and group changes made by another process (the admin CLI) reach this one
     // within 100 ms.
-    state.directory.spawn_refresher(std::time::Duration::from_millis(100), state.clock.clone());
+    state.directory.spawn_refresher(
+        std::time::Duration::from_millis(100),
+        state.config.session.idle_timeout,
+        state.clock.clone(),
+    );
     let health = state.health.clone();
     let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
     let draining = async move {

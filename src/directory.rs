@@ -270,9 +270,9 @@ impl Directory {
         Ok(())
     }
 
-    /// Polls for changes made by other processes every `every`, and purges expired sessions once a minute,
-    /// until the directory is dropped.
-    pub fn spawn_refresher(self: &Arc<Self>, every: Duration, clock: crate::clock::Clock) {
+    /// Polls for changes made by other processes every `every`, and purges sessions past their lifetime or
+    /// unused for `session_idle` once a minute, until the directory is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>, every: Duration, session_idle: Duration, clock: crate::clock::Clock) {
         let weak: Weak<Directory> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = 0u64;
@@ -284,7 +284,10 @@ impl Directory {
                 }
                 ticks += 1;
                 if ticks.is_multiple_of((60_000 / every.as_millis().max(1) as u64).max(1))
-                    && let Err(e) = dir.store.purge_expired(clock.now()).await
+                    && let Err(e) = {
+                        let now = clock.now();
+                        dir.store.purge_expired(now, now.saturating_sub(session_idle.as_secs())).await
+                    }
                 {
                     tracing::warn!(error = %e, "cannot purge expired sessions");
                 }

@@ -8,7 +8,9 @@ config of its own (sessions refreshed 30 s after sign-in, so refreshes happen al
 moderate rate: sign-ins of alice, bob and carol, each then browsing `/` and `/admin` (expected 200/200,
 200/403, 403/403); long-lived sessions that keep being used (and refreshed); sign-outs, after which the old
 cookie must be refused; bearer calls with client-credentials tokens; a policy reload every 20 s, alternately
-by editing a file (watcher) and by SIGHUP. Every answer is checked against what it must be; anything else is
+by editing a file (watcher) and by SIGHUP; every 15 s a revocation: erin signs in, then `postern sessions
+revoke --user` (the admin CLI, on the same store file while the server runs) ends her sessions, and her
+cookie must be refused within two seconds. Every answer is checked against what it must be; anything else is
 an error. Every 30 s it prints the requests, errors and the serve process's RSS; at the end a summary, and it
 exits 1 on any error or when RSS grew by more than 20 % after the first five minutes.
 
@@ -273,6 +275,26 @@ audiences = ["api://postern"]
                     stats.error("bearer", str(e))
                 time.sleep(pause * 2)
 
+        def revocation_worker():
+            erin = "e1b5c3d7-2a4f-4b8e-9c60-7d1e3f5a9b22"
+            while not stop.wait(15):
+                try:
+                    jar = sign_in(postern, "erin")
+                    got = browse(postern, jar, "/")
+                    if got != 200:
+                        stats.error("revocation", f"erin before revocation: {got}")
+                        continue
+                    revoked_at = time.time()
+                    cli = subprocess.run([args.postern, "sessions", "revoke", "--user", erin, "--config", f"{work}/postern.toml"], capture_output=True, text=True, env={**os.environ, "POSTERN_LOG": "warn"})
+                    if cli.returncode != 0:
+                        stats.error("revocation", f"postern sessions revoke: {cli.returncode} {cli.stderr.strip()[:200]}")
+                        continue
+                    while (got := browse(postern, jar, "/")) != 401 and time.time() - revoked_at < 2:
+                        time.sleep(0.05)
+                    (stats.ok if got == 401 else lambda k: stats.error(k, f"erin's revoked session still got {got}"))("revocation")
+                except Exception as e:  # noqa: BLE001
+                    stats.error("revocation", str(e))
+
         def reload_worker():
             n = 0
             while not stop.wait(20):
@@ -283,7 +305,7 @@ audiences = ["api://postern"]
                     serve.send_signal(signal.SIGHUP)
                 stats.ok("reload")
 
-        threads = [threading.Thread(target=t, daemon=True) for t in (sign_in_worker, sign_in_worker, long_session_worker, bearer_worker, bearer_worker, reload_worker)]
+        threads = [threading.Thread(target=t, daemon=True) for t in (sign_in_worker, sign_in_worker, long_session_worker, bearer_worker, bearer_worker, reload_worker, revocation_worker)]
         for t in threads:
             t.start()
 

@@ -141,9 +141,21 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(None) })
     }
 
-    fn purge_expired<'a>(&'a self, _now: u64) -> StoreFuture<'a, usize> {
-        // moka drops each entry at its expiry by itself.
-        Box::pin(async { Ok(0) })
+    fn purge_expired<'a>(&'a self, now: u64, idle_before: u64) -> StoreFuture<'a, usize> {
+        // moka drops each entry at its absolute expiry by itself; sessions ended by the idle timeout would
+        // otherwise stay until then.
+        Box::pin(async move {
+            let ended: Vec<Arc<String>> = self
+                .cache
+                .iter()
+                .filter(|(_, s)| s.expires_at <= now || s.last_seen <= idle_before)
+                .map(|(id, _)| id)
+                .collect();
+            for id in &ended {
+                self.cache.invalidate(id.as_str()).await;
+            }
+            Ok(ended.len())
+        })
     }
 }
 
@@ -172,7 +184,7 @@ pub(crate) mod conformance {
     }
 
     /// Runs the suite against a fresh store.
-    pub async fn run(store: Arc<dyn SessionStore>) {
+    pub async fn run(store: Arc<dyn Store>) {
         let clock = Clock::system();
         let sessions = Sessions::new(store.clone(), config(), clock.clone());
         // create → get
@@ -219,6 +231,15 @@ pub(crate) mod conformance {
         sessions.end(s.id.expose()).await.unwrap();
         assert!(sessions.get(s.id.expose()).await.unwrap().is_none());
         sessions.end(s.id.expose()).await.unwrap();
+        // purging: a session unused since before the cut-off goes, a recent one stays
+        let abandoned = sessions.create(identity(), None, None).await.unwrap();
+        clock.advance(300);
+        let recent = sessions.create(identity(), None, None).await.unwrap();
+        let now = clock.now();
+        assert!(store.purge_expired(now, now - 200).await.unwrap() >= 1);
+        assert!(store.load(abandoned.id.expose()).await.unwrap().is_none(), "the abandoned session is purged");
+        assert!(store.load(recent.id.expose()).await.unwrap().is_some(), "the recent one stays");
+        assert_eq!(store.purge_expired(now, now - 200).await.unwrap(), 0, "nothing more to purge");
     }
 
     #[tokio::test]

@@ -185,8 +185,9 @@ pub trait Store: SessionStore {
     /// The directory, if another process changed it since this one last read or wrote it.
     fn reload_if_changed<'a>(&'a self) -> StoreFuture<'a, Option<Arc<DirData>>>;
 
-    /// Removes sessions past their absolute end; returns how many.
-    fn purge_expired<'a>(&'a self, now: u64) -> StoreFuture<'a, usize>;
+    /// Removes sessions past their absolute end at `now`, and those last seen at or before `idle_before`
+    /// (ended by the idle timeout: nobody will use them again); returns how many.
+    fn purge_expired<'a>(&'a self, now: u64, idle_before: u64) -> StoreFuture<'a, usize>;
 }
 
 /// Opens the store `config` names; `key` seals the secrets of sessions at rest.
