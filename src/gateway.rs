@@ -367,6 +367,55 @@ async fn reserved(
 /// With `?on_unauthenticated=redirect`, a browser's GET without a session gets a 302 to sign in (returning to
 /// the original URL) instead of 401: Traefik, Caddy and Envoy pass that answer on to the browser; nginx's
 /// `auth_request` cannot, and uses `error_page 401` instead.
+/// The request a forward-auth request asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedRequest {
+    /// The original method.
+    pub method: http::Method,
+    /// The original `Host`, as the proxy sent it (for the sign-in link).
+    pub raw_host: String,
+    /// The same, normalised for route matching.
+    pub host: String,
+    /// The original request target (path and query) as sent.
+    pub uri: String,
+    /// Its path, normalised.
+    pub path: String,
+    /// Envoy's form: the original path after `/oauth2/auth`, with the original method, host and query.
+    pub envoy: bool,
+}
+
+/// Reads the original request out of a forward-auth request: nginx, Traefik and Caddy send
+/// `X-Forwarded-Method` (default GET), `X-Forwarded-Host` (else `Host`) and `X-Forwarded-Uri` (required:
+/// defaulting to "/" would authorise every path as "/"); Envoy appends the original path to `/oauth2/auth`
+/// and keeps the method and host. An error is the reason code of a 400 answer.
+pub fn forwarded_request(
+    method: &http::Method,
+    uri: &http::Uri,
+    h: &http::HeaderMap,
+) -> Result<ForwardedRequest, &'static str> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let envoy_path = uri.path().strip_prefix("/oauth2/auth").filter(|rest| rest.starts_with('/'));
+    let method = match (envoy_path, get("x-forwarded-method").map(|m| http::Method::from_bytes(m.as_bytes()))) {
+        (Some(_), _) => method.clone(),
+        (None, None) => http::Method::GET,
+        (None, Some(Ok(m))) => m,
+        (None, Some(Err(_))) => return Err("bad-forwarded-method"),
+    };
+    let raw_host = match envoy_path {
+        Some(_) => get("host").map(str::to_string).or_else(|| uri.authority().map(|a| a.to_string())),
+        None => get("x-forwarded-host").or_else(|| get("host")).map(str::to_string),
+    };
+    let raw_host = raw_host.ok_or("missing-forwarded-host")?;
+    let host = normalize_host(&raw_host);
+    let target = match envoy_path {
+        Some(path) => path.to_string(),
+        None => get("x-forwarded-uri").ok_or("missing-forwarded-uri")?.to_string(),
+    };
+    let raw_path = target.split(['?', '#']).next().unwrap_or("/");
+    let path = normalize_path(raw_path).map_err(|_| "bad-path")?;
+    Ok(ForwardedRequest { method, raw_host, host, uri: target, path, envoy: envoy_path.is_some() })
+}
+
 async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
     let answer =
         |status: StatusCode, reason: &str| json_response(status, &json!({"error": reason, "request_id": request_id}));
@@ -376,30 +425,11 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     }
     let h = req.headers();
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    // Envoy's form: the original path follows the prefix, and the request carries the original method and host.
-    let envoy_path = req.uri().path().strip_prefix("/oauth2/auth").filter(|rest| rest.starts_with('/'));
-    let method = match (envoy_path, get("x-forwarded-method").map(|m| http::Method::from_bytes(m.as_bytes()))) {
-        (Some(_), _) => req.method().clone(),
-        (None, None) => http::Method::GET,
-        (None, Some(Ok(m))) => m,
-        (None, Some(Err(_))) => return answer(StatusCode::BAD_REQUEST, "bad-forwarded-method"),
-    };
-    let raw_host = match envoy_path {
-        Some(_) => get("host").map(str::to_string).or_else(|| req.uri().authority().map(|a| a.to_string())),
-        None => get("x-forwarded-host").or_else(|| get("host")).map(str::to_string),
-    };
-    let Some(raw_host) = raw_host else { return answer(StatusCode::BAD_REQUEST, "missing-forwarded-host") };
-    let host = normalize_host(&raw_host);
-    // Without the original URI there is nothing to decide on; defaulting to "/" would authorise every path as "/".
-    let uri = match envoy_path {
-        Some(path) => path.to_string(),
-        None => match get("x-forwarded-uri") {
-            Some(uri) => uri.to_string(),
-            None => return answer(StatusCode::BAD_REQUEST, "missing-forwarded-uri"),
-        },
-    };
-    let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
-    let Ok(path) = normalize_path(raw_path) else { return answer(StatusCode::BAD_REQUEST, "bad-path") };
+    let ForwardedRequest { method, raw_host, host, uri, path, envoy } =
+        match forwarded_request(req.method(), req.uri(), h) {
+            Ok(f) => f,
+            Err(reason) => return answer(StatusCode::BAD_REQUEST, reason),
+        };
     let Some(route) = st.policy.route(&host, &matching_path(&path), &method).cloned() else {
         tracing::info!(target: "audit", request_id, mode = "forward-auth", host = %host, path = %path, decision = "deny", reason = "no-route", "no route");
         return answer(StatusCode::FORBIDDEN, "no-route");
@@ -415,15 +445,16 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
         Authn::Anonymous => {
             // Envoy's request carries the original query, so it asks for redirects with a header instead.
             let redirect = get("x-postern-on-unauthenticated") == Some("redirect")
-                || (envoy_path.is_none()
+                || (!envoy
                     && req.uri().query().is_some_and(|q| {
                         url::form_urlencoded::parse(q.as_bytes())
                             .any(|(k, v)| k == "on_unauthenticated" && v == "redirect")
                     }));
             if redirect && method == http::Method::GET && route.accepts_session && wants_html(h) {
-                let original_query = match envoy_path {
-                    Some(_) => req.uri().query().map(|q| format!("?{q}")).unwrap_or_default(),
-                    None => uri.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default(),
+                let original_query = if envoy {
+                    req.uri().query().map(|q| format!("?{q}")).unwrap_or_default()
+                } else {
+                    uri.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default()
                 };
                 if let Some(to) = sign_in_link(st, &raw_host, &format!("{path}{original_query}")) {
                     return pages::redirect(&to);
