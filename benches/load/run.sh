@@ -12,6 +12,7 @@
 # Rounds alternate the cases; medians are reported, with ratios to (b). Also Postern's RSS idle and after
 # the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
 # Installs nginx and wrk from the system's packages when missing. Loopback only.
+# PERF_CASE=c_postern_session (for example) also records a perf profile of Postern under that case's load.
 set -euo pipefail
 
 DURATION=10s; ROUNDS=3; CONNS=64; WARMUP=3s
@@ -112,6 +113,16 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 RSS_AFTER=$(rss)
+
+# PERF_CASE=<case>: afterwards, profile Postern (perf, call graphs) under that case's load for DURATION.
+if [ -n "${PERF_CASE:-}" ]; then
+  perf record -q -F 499 -g -o "$work/perf.data" -p "$PPID_POSTERN" -- sleep "${DURATION%s}" 2> /dev/null &
+  perf_pid=$!; run_wrk "$PERF_CASE" "$DURATION" > /dev/null; wait "$perf_pid" || true
+  mkdir -p "$top/benches/results"
+  perf report -i "$work/perf.data" --no-children --stdio --percent-limit 0.7 -g none 2> /dev/null \
+    | grep -v '^$' > "$top/benches/results/perf-$PERF_CASE.txt" || true
+  echo "profile: benches/results/perf-$PERF_CASE.txt" >&2
+fi
 
 mkdir -p "$top/benches/results"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
