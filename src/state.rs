@@ -134,6 +134,9 @@ impl State {
         if let Some(g) = &graph {
             metrics.watch_graph(g.clone());
         }
+        if let Some(m) = store.metrics() {
+            metrics.watch_store(m);
+        }
         Ok(State {
             config: Arc::new(config),
             policy: Arc::new(policy),
@@ -171,10 +174,13 @@ impl State {
     /// use the same one.
     pub fn open_store(config: &mut Config) -> Result<Arc<dyn Store>, StartError> {
         let key = ensure_session_secret(config);
-        crate::store::open(&config.store, &key).map_err(|e| {
-            StartError::Keys(format!(
+        crate::store::open(&config.store, &key).map_err(|e| match &config.store {
+            crate::store::StoreConfig::Redis(r) => {
+                StartError::Keys(format!("{e}; check [store] url ({}) and that Redis is reachable", r.display))
+            }
+            _ => StartError::Keys(format!(
                 "{e}; [store] path must be a file in a directory Postern can write, such as /var/lib/postern/postern.db (the systemd unit's StateDirectory)"
-            ))
+            )),
         })
     }
 

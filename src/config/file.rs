@@ -79,10 +79,14 @@ pub struct LimitsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
-    /// `"embedded"` (default) or `"memory"`.
+    /// `"embedded"` (default), `"redis"` or `"memory"`.
     pub kind: Option<Spanned<String>>,
     /// The database file, relative to the config file (default `postern.db`).
     pub path: Option<Spanned<String>>,
+    /// Redis: `redis://[user[:password]@]host[:port][/db]` or `rediss://` (TLS).
+    pub url: Option<Spanned<String>>,
+    /// Redis: the password, from the environment or a file (instead of writing it into `url`).
+    pub password: Option<Spanned<SecretRef>>,
 }
 
 /// `[scim]`

@@ -251,7 +251,15 @@ impl Validator<'_> {
     fn store(&mut self, raw: Option<&Spanned<file::StoreFile>>) -> crate::store::StoreConfig {
         let kind = raw.and_then(|r| r.get_ref().kind.as_ref());
         let path = raw.and_then(|r| r.get_ref().path.as_ref());
-        match kind.map(|k| k.get_ref().as_str()) {
+        let url = raw.and_then(|r| r.get_ref().url.as_ref());
+        let password = raw.and_then(|r| r.get_ref().password.as_ref());
+        let kind_name = kind.map(|k| k.get_ref().as_str());
+        if kind_name != Some("redis") {
+            for span in [url.map(|u| u.span()), password.map(|p| p.span())].into_iter().flatten() {
+                self.warn(span, "url and password are only used with kind = \"redis\"");
+            }
+        }
+        match kind_name {
             None | Some("embedded") => crate::store::StoreConfig::Embedded(
                 path.map(|p| self.path(p.get_ref())).unwrap_or_else(|| self.path("postern.db")),
             ),
@@ -261,9 +269,35 @@ impl Validator<'_> {
                 }
                 crate::store::StoreConfig::Memory
             }
+            Some("redis") => {
+                if let Some(p) = path {
+                    self.warn(p.span(), "path is not used with kind = \"redis\"");
+                }
+                let password = password
+                    .and_then(|p| self.secret(p, "[store] password"))
+                    .map(|bytes| String::from_utf8_lossy(&bytes).trim_end_matches(['\r', '\n']).to_string());
+                match url {
+                    None => {
+                        let span = kind.map(|k| k.span()).unwrap_or(0..0);
+                        self.error(
+                            span,
+                            "kind = \"redis\" needs url = \"redis://host:6379\" (or rediss:// for TLS); put a password in the URL or in password = { file = \"...\" }",
+                        );
+                        crate::store::StoreConfig::Memory
+                    }
+                    Some(u) => match crate::store::redis::RedisConfig::parse(u.get_ref(), password.as_deref()) {
+                        Ok(c) => crate::store::StoreConfig::Redis(c),
+                        Err(e) => {
+                            // The message never repeats the URL: it may hold a password.
+                            self.error(u.span(), format!("[store] url: {e}"));
+                            crate::store::StoreConfig::Memory
+                        }
+                    },
+                }
+            }
             Some(other) => {
                 if let Some(k) = kind {
-                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file) or \"memory\" (nothing survives a restart)"));
+                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file), \"redis\" (shared by several replicas) or \"memory\" (nothing survives a restart)"));
                 }
                 crate::store::StoreConfig::Memory
             }
@@ -763,6 +797,30 @@ client_secret = { env = "SECRET" }
         assert!(err.contains("scim token: need at least 32 characters"), "{err}");
         assert!(err.contains("[admin_api] needs roles"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_store_needs_a_redis_url_and_never_shows_its_password() {
+        let secret_env =
+            |name: &str| (name == "REDIS_PASSWORD").then(|| "pw-from-env".to_string()).or_else(|| env(name));
+        let text = format!(
+            "{GOOD}\n[store]\nkind = \"redis\"\nurl = \"rediss://postern@redis.internal:6380/1\"\npassword = {{ env = \"REDIS_PASSWORD\" }}\n"
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &text, &secret_env).unwrap();
+        let crate::store::StoreConfig::Redis(r) = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(r.display, "rediss://postern:***@redis.internal:6380/1");
+        assert!(!format!("{:?}", c.store).contains("pw-from-env"));
+
+        for (store, expected) in [
+            ("kind = \"redis\"", "p.toml:"),
+            ("kind = \"redis\"\nurl = \"http://user:hunter2@redis:6379\"", "expected redis:// or rediss://"),
+            ("kind = \"redis\"\nurl = \"redis://:hunter2@redis:6379/x\"", "database number"),
+        ] {
+            let text = format!("{GOOD}\n[store]\n{store}\n");
+            let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains("url"), "{err}");
+            assert!(!err.contains("hunter2"), "the password is in the error: {err}");
+        }
     }
 
     #[test]
