@@ -189,7 +189,10 @@ async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> 
         .try_get_with(ticket.clone(), async {
             let token = match st.store.lock_refresh(&ticket, REFRESH_LOCK_TTL).await {
                 Ok(Some(token)) => token,
-                Ok(None) => return wait_for_other_refresh(st, &session).await,
+                Ok(None) => {
+                    tracing::info!(request_id, "another replica is refreshing this session; waiting for its result");
+                    return wait_for_other_refresh(st, &session).await;
+                }
                 Err(_) => return Err("session-store-failed"),
             };
             let result = refresh_now(st, &session, refresh_token.expose()).await;

@@ -122,15 +122,23 @@ impl Drop for Replica {
 
 /// Starts a replica for `dir` (shared session key, policies and SCIM secret) on the Redis at `redis_url`.
 async fn replica(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str) -> Replica {
+    replica_with(dir, stack, redis_url, name, "").await
+}
+
+/// [`replica`], with `session_extra` added to `[session]`.
+async fn replica_with(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str, session_extra: &str) -> Replica {
     dir.write("scim.token", &format!("{SCIM_TOKEN}\n"));
     dir.write("policies/policy.toml", &DEMO_POLICY.replace(DEMO_POLICY_UPSTREAM, &stack.echo.url()));
     for _ in 0..3 {
         let (port, admin_port) = (free_port(), free_port());
         let base = write_config(dir, Listen::Http(port), &stack.provider);
-        let text = std::fs::read_to_string(&base).expect("the config was written").replace(
-            "shutdown_grace = \"1s\"",
-            &format!("shutdown_grace = \"1s\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
-        );
+        let text = std::fs::read_to_string(&base)
+            .expect("the config was written")
+            .replace(
+                "shutdown_grace = \"1s\"",
+                &format!("shutdown_grace = \"1s\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
+            )
+            .replace("[session]\n", &format!("[session]\n{session_extra}\n"));
         let config = dir.write(
             &format!("postern-{name}.toml"),
             &format!("{text}\n{SCIM_CONFIG}\n[store]\nkind = \"redis\"\nurl = \"{redis_url}\"\n"),
@@ -286,4 +294,34 @@ async fn redis_down_fails_closed_and_not_ready_without_a_panic_and_service_resum
     let log = a.log();
     assert!(log.contains("the redis store is unreachable"), "{log}");
     assert!(!log.contains(&alice.cookie(SESSION_COOKIE).unwrap_or_default()), "a cookie in the log");
+}
+
+#[tokio::test]
+async fn two_replicas_refreshing_one_session_at_once_spend_its_refresh_token_once() {
+    let Some(redis) = Redis::start(false) else { return };
+    let stack = start_stack().await;
+    let dir = TempDir::new("refresh-race");
+    // Tokens live an hour; refreshing two hours before they expire makes every request refresh.
+    let a = replica_with(&dir, &stack, &redis.url(), "a", "refresh_before = \"2h\"").await;
+    let b = replica_with(&dir, &stack, &redis.url(), "b", "refresh_before = \"2h\"").await;
+    let alice = sign_in_at(&a.url, "alice").await;
+
+    // Both replicas (twice each) need the refresh at the same moment. The provider rotates refresh tokens
+    // and refuses a spent one: were it spent twice, one replica would end the session.
+    let urls = [&a.url, &b.url, &a.url, &b.url];
+    let answers =
+        futures_util::future::join_all(urls.iter().map(|url| alice.get(format!("{url}/")).api().send())).await;
+    for (url, r) in urls.iter().zip(&answers) {
+        assert_eq!(r.status, StatusCode::OK, "{url}: {}\nA:\n{}\nB:\n{}", r.text(), a.log(), b.log());
+    }
+    // The session lives on, with the tokens of the one refresh, on both.
+    for url in [&b.url, &a.url] {
+        assert_eq!(alice.get(format!("{url}/")).api().send().await.status, StatusCode::OK, "{url}");
+    }
+    let logs = format!("{}{}", a.log(), b.log());
+    assert!(!logs.contains("refresh failed; session ended"), "{logs}");
+    eprintln!(
+        "refreshes that waited for the other replica: {}",
+        logs.matches("another replica is refreshing this session").count()
+    );
 }
