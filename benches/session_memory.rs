@@ -31,6 +31,7 @@ fn main() {
     rt.block_on(async {
         let config = SessionConfig {
             secret: None,
+            previous_secrets: Vec::new(),
             idle_timeout: Duration::from_secs(8 * 3600),
             max_lifetime: Duration::from_secs(24 * 3600),
             refresh_before: Duration::from_secs(60),

@@ -232,6 +232,9 @@ pub struct GraphFile {
 pub struct SessionFile {
     /// The key that encrypts cookies; `postern keygen` writes one.
     pub secret: Option<Spanned<SecretRef>>,
+    /// Earlier keys: cookies sealed with them still open (key rotation).
+    #[serde(default)]
+    pub previous_secrets: Vec<Spanned<SecretRef>>,
     /// A session unused this long ends.
     pub idle_timeout: Option<Spanned<String>>,
     /// A session ends this long after sign-in, used or not.
@@ -246,6 +249,9 @@ pub struct SessionFile {
 pub struct AssertionFile {
     /// A PEM (PKCS#8) P-256 private key; `postern keygen` writes one.
     pub signing_key: Option<Spanned<String>>,
+    /// Earlier signing keys: their public keys stay in the JWKS, so assertions they signed still verify.
+    #[serde(default)]
+    pub previous_signing_keys: Vec<Spanned<String>>,
     /// Lifetime of one assertion, at most 5 minutes.
     pub ttl: Option<Spanned<String>>,
 }

@@ -602,19 +602,28 @@ impl Validator<'_> {
         }
     }
 
+    fn session_key(&mut self, s: &Spanned<file::SecretRef>, what: &str) -> Option<Secret<Vec<u8>>> {
+        let bytes = self.secret(s, what)?;
+        let key = decode_key_material(&bytes);
+        if key.len() < 32 {
+            self.error(
+                s.span(),
+                format!("{what}: need at least 32 bytes of key material; `postern keygen` writes a good one"),
+            );
+            return None;
+        }
+        Some(Secret::new(key))
+    }
+
     fn session(&mut self, raw: &file::SessionFile) -> SessionConfig {
-        let secret = raw.secret.as_ref().and_then(|s| {
-            let bytes = self.secret(s, "session secret")?;
-            let key = decode_key_material(&bytes);
-            if key.len() < 32 {
-                self.error(
-                    s.span(),
-                    "session secret: need at least 32 bytes of key material; `postern keygen` writes a good one",
-                );
-                return None;
-            }
-            Some(Secret::new(key))
-        });
+        let secret = raw.secret.as_ref().and_then(|s| self.session_key(s, "session secret"));
+        let previous_secrets =
+            raw.previous_secrets.iter().filter_map(|s| self.session_key(s, "session previous_secrets")).collect();
+        if raw.secret.is_none()
+            && let Some(p) = raw.previous_secrets.first()
+        {
+            self.error(p.span(), "previous_secrets need a current secret: set [session] secret too");
+        }
         let idle_timeout = self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(8 * 3600));
         let max_lifetime = self.duration(raw.max_lifetime.as_ref(), Duration::from_secs(24 * 3600));
         if (idle_timeout.is_zero() || max_lifetime.is_zero())
@@ -623,25 +632,36 @@ impl Validator<'_> {
             self.error(s.span(), "session timeouts must be longer than zero");
         }
         let refresh_before = self.duration(raw.refresh_before.as_ref(), Duration::from_secs(60));
-        SessionConfig { secret, idle_timeout, max_lifetime, refresh_before }
+        SessionConfig { secret, previous_secrets, idle_timeout, max_lifetime, refresh_before }
+    }
+
+    fn read_pem(&mut self, f: &Spanned<String>, what: &str) -> Option<Secret<String>> {
+        match std::fs::read_to_string(self.path(f.get_ref())) {
+            Ok(pem) => Some(Secret::new(pem)),
+            Err(e) => {
+                self.error(f.span(), format!("{what}: cannot read {}: {e}", self.path(f.get_ref()).display()));
+                None
+            }
+        }
     }
 
     fn assertion(&mut self, raw: &file::AssertionFile) -> AssertionConfig {
-        let signing_key =
-            raw.signing_key.as_ref().and_then(|f| match std::fs::read_to_string(self.path(f.get_ref())) {
-                Ok(pem) => Some(Secret::new(pem)),
-                Err(e) => {
-                    self.error(f.span(), format!("signing_key: cannot read {}: {e}", self.path(f.get_ref()).display()));
-                    None
-                }
-            });
+        let signing_key = raw.signing_key.as_ref().and_then(|f| self.read_pem(f, "signing_key"));
+        let mut previous_signing_keys = Vec::new();
+        for f in &raw.previous_signing_keys {
+            match self.read_pem(f, "previous_signing_keys") {
+                Some(pem) if crate::assertion::public_jwk(pem.expose()).is_ok() => previous_signing_keys.push(pem),
+                Some(_) => self.error(f.span(), "previous_signing_keys: not a PEM PKCS#8 P-256 private key"),
+                None => {}
+            }
+        }
         let ttl = self.duration(raw.ttl.as_ref(), Duration::from_secs(300));
         if (ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30))
             && let Some(s) = &raw.ttl
         {
             self.error(s.span(), "assertion ttl must be between 30s and 5m");
         }
-        AssertionConfig { signing_key, ttl }
+        AssertionConfig { signing_key, previous_signing_keys, ttl }
     }
 
     fn bearer(&mut self, raw: &file::BearerFile) -> BearerConfig {

@@ -260,11 +260,12 @@ pub trait Store: SessionStore {
     }
 }
 
-/// Opens the store `config` names; `key` seals the secrets of sessions at rest.
-pub fn open(config: &StoreConfig, key: &[u8]) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store `config` names; `keys[0]` (the session key) seals the secrets of sessions at rest, and
+/// every key (the previous session keys too) opens them.
+pub fn open(config: &StoreConfig, keys: &[&[u8]]) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Memory => Ok(Arc::new(crate::session::memory::MemoryStore::new(1_000_000))),
-        StoreConfig::Embedded(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, key)?)),
+        StoreConfig::Embedded(path) => Ok(Arc::new(sqlite::SqliteStore::open_with_keys(path, keys)?)),
         // Sealed with each session's own ticket, not with `key`.
         StoreConfig::Redis(c) => Ok(Arc::new(redis::RedisStore::open(c)?)),
     }
@@ -303,6 +304,7 @@ pub(crate) mod conformance {
     fn session_config() -> SessionConfig {
         SessionConfig {
             secret: None,
+            previous_secrets: Vec::new(),
             idle_timeout: std::time::Duration::from_secs(600),
             max_lifetime: std::time::Duration::from_secs(3600),
             refresh_before: std::time::Duration::from_secs(60),

@@ -122,23 +122,21 @@ impl Drop for Replica {
 
 /// Starts a replica for `dir` (shared session key, policies and SCIM secret) on the Redis at `redis_url`.
 async fn replica(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str) -> Replica {
-    replica_with(dir, stack, redis_url, name, "").await
+    replica_with(dir, stack, redis_url, name, &[]).await
 }
 
-/// [`replica`], with `session_extra` added to `[session]`.
-async fn replica_with(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str, session_extra: &str) -> Replica {
+/// [`replica`], with each `(from, to)` of `edits` replaced in its config.
+async fn replica_with(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str, edits: &[(&str, &str)]) -> Replica {
     dir.write("scim.token", &format!("{SCIM_TOKEN}\n"));
     dir.write("policies/policy.toml", &DEMO_POLICY.replace(DEMO_POLICY_UPSTREAM, &stack.echo.url()));
     for _ in 0..3 {
         let (port, admin_port) = (free_port(), free_port());
         let base = write_config(dir, Listen::Http(port), &stack.provider);
-        let text = std::fs::read_to_string(&base)
-            .expect("the config was written")
-            .replace(
-                "shutdown_grace = \"1s\"",
-                &format!("shutdown_grace = \"1s\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
-            )
-            .replace("[session]\n", &format!("[session]\n{session_extra}\n"));
+        let text = std::fs::read_to_string(&base).expect("the config was written").replace(
+            "shutdown_grace = \"1s\"",
+            &format!("shutdown_grace = \"1s\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
+        );
+        let text = edits.iter().fold(text, |t, (from, to)| t.replace(from, to));
         let config = dir.write(
             &format!("postern-{name}.toml"),
             &format!("{text}\n{SCIM_CONFIG}\n[store]\nkind = \"redis\"\nurl = \"{redis_url}\"\n"),
@@ -302,8 +300,9 @@ async fn two_replicas_refreshing_one_session_at_once_spend_its_refresh_token_onc
     let stack = start_stack().await;
     let dir = TempDir::new("refresh-race");
     // Tokens live an hour; refreshing two hours before they expire makes every request refresh.
-    let a = replica_with(&dir, &stack, &redis.url(), "a", "refresh_before = \"2h\"").await;
-    let b = replica_with(&dir, &stack, &redis.url(), "b", "refresh_before = \"2h\"").await;
+    let edits = [("[session]\n", "[session]\nrefresh_before = \"2h\"\n")];
+    let a = replica_with(&dir, &stack, &redis.url(), "a", &edits).await;
+    let b = replica_with(&dir, &stack, &redis.url(), "b", &edits).await;
     let alice = sign_in_at(&a.url, "alice").await;
 
     // Both replicas (twice each) need the refresh at the same moment. The provider rotates refresh tokens
@@ -324,4 +323,46 @@ async fn two_replicas_refreshing_one_session_at_once_spend_its_refresh_token_onc
         "refreshes that waited for the other replica: {}",
         logs.matches("another replica is refreshing this session").count()
     );
+}
+
+#[tokio::test]
+async fn rotating_the_cookie_and_signing_keys_logs_nobody_out_across_replicas() {
+    let Some(redis) = Redis::start(false) else { return };
+    let stack = start_stack().await;
+    let dir = TempDir::new("rotation");
+    dir.write("old.key", "the old session key: not a secret, for integration tests only\n");
+    dir.write("new.key", "the new session key: not a secret, for integration tests only\n");
+    dir.write("old.pem", &postern::assertion::generate_key_pem().unwrap());
+    dir.write("new.pem", &postern::assertion::generate_key_pem().unwrap());
+    let session = "secret = { file = \"session.key\" }";
+    // A still runs the old keys; B is rolled out with the new ones, the old ones as previous.
+    let old = [(session, "secret = { file = \"old.key\" }\n[assertion]\nsigning_key = \"old.pem\"")];
+    let rotated = [(
+        session,
+        "secret = { file = \"new.key\" }\nprevious_secrets = [{ file = \"old.key\" }]\n[assertion]\nsigning_key = \"new.pem\"\nprevious_signing_keys = [\"old.pem\"]",
+    )];
+    let a = replica_with(&dir, &stack, &redis.url(), "a", &old).await;
+    let b = replica_with(&dir, &stack, &redis.url(), "b", &rotated).await;
+
+    // A cookie sealed with the old key, and its session, work on the rotated replica.
+    let alice = sign_in_at(&a.url, "alice").await;
+    let r = alice.get(format!("{}/", b.url)).api().send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Sessions begun on the rotated replica work there (sealed with the new key).
+    let bob = sign_in_at(&b.url, "alice").await;
+    assert_eq!(bob.get(format!("{}/", b.url)).api().send().await.status, StatusCode::OK);
+
+    // B's JWKS still holds A's key, so upstreams verify assertions from both replicas against one JWKS.
+    let kids = |url: &str| {
+        let url = format!("{url}/.well-known/postern/jwks.json");
+        async move {
+            let jwks = Client::new().get(url).send().await.json();
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    let (a_kids, b_kids) = (kids(&a.url).await, kids(&b.url).await);
+    assert_eq!(a_kids.len(), 1);
+    assert_eq!(b_kids.len(), 2, "{b_kids:?}");
+    assert!(b_kids.contains(&a_kids[0]), "{b_kids:?} lacks {a_kids:?}");
+    assert_ne!(b_kids[0], a_kids[0], "B signs with its new key");
 }
