@@ -87,6 +87,8 @@ pub struct StoreFile {
     pub url: Option<Spanned<String>>,
     /// Redis: the password, from the environment or a file (instead of writing it into `url`).
     pub password: Option<Spanned<SecretRef>>,
+    /// Redis: while Redis is unreachable, sessions this replica verified this recently keep working.
+    pub grace: Option<Spanned<String>>,
 }
 
 /// `[scim]`

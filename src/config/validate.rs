@@ -253,10 +253,13 @@ impl Validator<'_> {
         let path = raw.and_then(|r| r.get_ref().path.as_ref());
         let url = raw.and_then(|r| r.get_ref().url.as_ref());
         let password = raw.and_then(|r| r.get_ref().password.as_ref());
+        let grace = raw.and_then(|r| r.get_ref().grace.as_ref());
         let kind_name = kind.map(|k| k.get_ref().as_str());
         if kind_name != Some("redis") {
-            for span in [url.map(|u| u.span()), password.map(|p| p.span())].into_iter().flatten() {
-                self.warn(span, "url and password are only used with kind = \"redis\"");
+            for span in
+                [url.map(|u| u.span()), password.map(|p| p.span()), grace.map(|g| g.span())].into_iter().flatten()
+            {
+                self.warn(span, "url, password and grace are only used with kind = \"redis\"");
             }
         }
         match kind_name {
@@ -286,7 +289,15 @@ impl Validator<'_> {
                         crate::store::StoreConfig::Memory
                     }
                     Some(u) => match crate::store::redis::RedisConfig::parse(u.get_ref(), password.as_deref()) {
-                        Ok(c) => crate::store::StoreConfig::Redis(c),
+                        Ok(mut c) => {
+                            c.grace = self.duration(grace, Duration::ZERO);
+                            if let Some(g) = grace
+                                && c.grace > Duration::from_secs(300)
+                            {
+                                self.error(g.span(), "[store] grace must be at most 5m: revocations made while Redis is away are not seen during the grace");
+                            }
+                            crate::store::StoreConfig::Redis(c)
+                        }
                         Err(e) => {
                             // The message never repeats the URL: it may hold a password.
                             self.error(u.span(), format!("[store] url: {e}"));

@@ -38,11 +38,14 @@ pub struct RedisConfig {
     url: Secret<String>,
     /// The URL with the password replaced by `***`, for logs and errors.
     pub display: String,
+    /// While Redis is unreachable, a session this replica verified within this long keeps working from its
+    /// cache (zero: fail closed at once).
+    pub grace: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConfig").field("url", &self.display).finish()
+        f.debug_struct("RedisConfig").field("url", &self.display).field("grace", &self.grace).finish()
     }
 }
 
@@ -75,7 +78,7 @@ impl RedisConfig {
         if display.password().is_some() {
             let _ = display.set_password(Some("***"));
         }
-        Ok(RedisConfig { url: Secret::new(parsed.to_string()), display: display.to_string() })
+        Ok(RedisConfig { url: Secret::new(parsed.to_string()), display: display.to_string(), grace: Duration::ZERO })
     }
 }
 
@@ -117,6 +120,9 @@ struct Inner {
     origin: String,
     /// Sessions by handle, as last read or written here; trusted only while `subscribed`.
     cache: moka::sync::Cache<String, Arc<Session>>,
+    /// With a grace: sessions verified within it, used only while Redis is unreachable. Cleared by every
+    /// end of a session this replica hears of, kept when the subscription drops.
+    grace: Option<moka::sync::Cache<String, Arc<Session>>>,
     /// Bumped whenever cached sessions are dropped; a read caches what it read only when no drop happened since
     /// it started, so an ended session is never put back.
     generation: AtomicU64,
@@ -368,6 +374,8 @@ impl RedisStore {
                 .time_to_idle(Duration::from_secs(5 * 60))
                 .time_to_live(Duration::from_secs(15 * 60))
                 .build(),
+            grace: (!config.grace.is_zero())
+                .then(|| moka::sync::Cache::builder().max_capacity(100_000).time_to_live(config.grace).build()),
             generation: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             dir_dirty: AtomicBool::new(true),
@@ -439,6 +447,16 @@ impl Inner {
         self.generation.fetch_add(1, Ordering::SeqCst);
         for h in handles {
             self.cache.invalidate(*h);
+            if let Some(g) = &self.grace {
+                g.invalidate(*h);
+            }
+        }
+    }
+
+    /// `session` was verified just now: it may serve through the grace.
+    fn verified(&self, handle: &str, session: &Arc<Session>) {
+        if let Some(g) = &self.grace {
+            g.insert(handle.to_string(), session.clone());
         }
     }
 
@@ -475,9 +493,13 @@ impl Inner {
         Ok(n)
     }
 
+    /// Sessions may have ended without this replica learning which: forget them all, the grace too.
     fn drop_local_sessions(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
+        if let Some(g) = &self.grace {
+            g.invalidate_all();
+        }
     }
 
     async fn read_directory(&self) -> Result<(u64, DirData), StoreError> {
@@ -495,10 +517,12 @@ impl Inner {
         // A record that does not open is no session.
         let session = sealed.and_then(|s| open_sealed(id, handle, &s)).map(Arc::new);
         if let Some(s) = &session
-            && self.subscribed.load(Ordering::SeqCst)
             && self.generation.load(Ordering::SeqCst) == seen
         {
-            self.cache.insert(handle.to_string(), s.clone());
+            self.verified(handle, s);
+            if self.subscribed.load(Ordering::SeqCst) {
+                self.cache.insert(handle.to_string(), s.clone());
+            }
         }
         Ok(session)
     }
@@ -579,9 +603,17 @@ impl SessionStore for RedisStore {
             if self.inner.subscribed.load(Ordering::SeqCst)
                 && let Some(s) = self.inner.cache.get(&handle)
             {
+                self.inner.verified(&handle, &s);
                 return Ok(Some(s));
             }
-            self.inner.load_uncached(id, &handle).await
+            match self.inner.load_uncached(id, &handle).await {
+                Err(e) => match self.inner.grace.as_ref().and_then(|g| g.get(&handle)) {
+                    // Redis is away, and this session was good a moment ago: the configured grace.
+                    Some(s) => Ok(Some(s)),
+                    None => Err(e),
+                },
+                other => other,
+            }
         })
     }
 
@@ -628,9 +660,12 @@ impl SessionStore for RedisStore {
                 .arg(session.expires_at);
             let mut conn = inner.conn.clone();
             let written: i64 = inner.call("save a session", inv.invoke_async(&mut conn)).await?;
-            if written > 0 && inner.subscribed.load(Ordering::SeqCst) && inner.generation.load(Ordering::SeqCst) == seen
-            {
-                inner.cache.insert(handle, Arc::new(session));
+            if written > 0 && inner.generation.load(Ordering::SeqCst) == seen {
+                let session = Arc::new(session);
+                inner.verified(&handle, &session);
+                if inner.subscribed.load(Ordering::SeqCst) {
+                    inner.cache.insert(handle, session);
+                }
             } else {
                 inner.forget(&[&handle]);
             }
@@ -983,10 +1018,17 @@ pub(crate) mod tests {
         pub url: String,
     }
 
-    impl Drop for TestRedis {
-        fn drop(&mut self) {
+    impl TestRedis {
+        /// SIGKILL.
+        pub fn kill(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            self.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -1143,5 +1185,40 @@ pub(crate) mod tests {
             let e = RedisConfig::parse(bad, None).unwrap_err();
             assert!(!e.contains("pw-secret"), "{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod grace_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_verified_within_the_grace_is_served_while_redis_is_away() {
+        let Some(mut redis) = tests::start_redis() else { return };
+        let mut config = RedisConfig::parse(&redis.url, None).unwrap();
+        config.grace = Duration::from_secs(30);
+        let store = RedisStore::open(&config).unwrap();
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
+        let identity = crate::identity::Identity::from_claims(
+            claims.as_object().cloned().unwrap(),
+            crate::identity::Proof::Session,
+        );
+        let now = unix_now();
+        let session = Session {
+            id: Secret::new("ticket-g".into()),
+            identity,
+            id_token: None,
+            refresh_token: None,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + 3600,
+            sid: None,
+        };
+        store.save(session).await.unwrap();
+        assert!(store.load("ticket-g").await.unwrap().is_some());
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.load("ticket-g").await.unwrap().is_some(), "served through the grace");
+        assert!(store.load("another").await.is_err(), "anything else fails closed");
     }
 }

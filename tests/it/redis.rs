@@ -136,11 +136,9 @@ async fn replica_with(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str,
             "shutdown_grace = \"1s\"",
             &format!("shutdown_grace = \"1s\"\nadmin_listen = \"127.0.0.1:{admin_port}\""),
         );
+        let text = format!("{text}\n{SCIM_CONFIG}\n[store]\nkind = \"redis\"\nurl = \"{redis_url}\"\n");
         let text = edits.iter().fold(text, |t, (from, to)| t.replace(from, to));
-        let config = dir.write(
-            &format!("postern-{name}.toml"),
-            &format!("{text}\n{SCIM_CONFIG}\n[store]\nkind = \"redis\"\nurl = \"{redis_url}\"\n"),
-        );
+        let config = dir.write(&format!("postern-{name}.toml"), &text);
         let log = dir.path().join(format!("postern-{name}-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_postern"))
             .arg("serve")
@@ -365,4 +363,34 @@ async fn rotating_the_cookie_and_signing_keys_logs_nobody_out_across_replicas() 
     assert_eq!(b_kids.len(), 2, "{b_kids:?}");
     assert!(b_kids.contains(&a_kids[0]), "{b_kids:?} lacks {a_kids:?}");
     assert_ne!(b_kids[0], a_kids[0], "B signs with its new key");
+}
+
+#[tokio::test]
+async fn with_a_grace_a_session_verified_a_moment_ago_outlives_a_redis_outage_for_the_grace_only() {
+    let Some(mut redis) = Redis::start(false) else { return };
+    let stack = start_stack().await;
+    let dir = TempDir::new("grace");
+    let url = redis.url();
+    let edits = [("kind = \"redis\"\n", "kind = \"redis\"\ngrace = \"3s\"\n")];
+    let mut a = replica_with(&dir, &stack, &url, "a", &edits).await;
+    let alice = sign_in_at(&a.url, "alice").await;
+    let verified = Instant::now();
+    assert_eq!(alice.get(format!("{}/", a.url)).api().send().await.status, StatusCode::OK);
+
+    redis.kill();
+    let killed = Instant::now();
+    // Verified a moment ago: served through the grace, even once the replica knows Redis is away.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = alice.get(format!("{}/", a.url)).api().send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.text(), a.log());
+    assert_eq!(Client::new().get(format!("{}/readyz", a.admin)).send().await.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Then it fails closed like everything else.
+    let waited = until_status(&alice, &a.url, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10)).await;
+    eprintln!(
+        "grace of 3 s: the session was refused {:?} after Redis died, {:?} after its last verification",
+        killed.elapsed(),
+        verified.elapsed()
+    );
+    assert!(verified.elapsed() >= Duration::from_secs(3), "refused after {waited:?}, before the grace ended");
+    a.assert_alive();
 }
