@@ -5,7 +5,8 @@
 //! lock in Redis and commit in one Lua script, with the sessions they end. Every change is announced on a
 //! pub/sub channel, so other replicas drop what they cached within milliseconds; a replica that lost its
 //! subscription trusts no cache until it has subscribed again. Fails closed: any Redis error is a
-//! [`StoreError`]. Never logs a ticket, a session's content or the password of the URL.
+//! [`StoreError`], except that an optional short grace serves sessions this replica verified just before
+//! Redis went away. Never logs a ticket, a session's content or the password of the URL.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
