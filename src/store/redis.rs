@@ -84,19 +84,26 @@ impl RedisConfig {
 }
 
 trait KindStr {
-    fn kind_str(&self) -> &'static str;
+    fn kind_str(&self) -> String;
 }
 
 impl KindStr for ::redis::RedisError {
-    fn kind_str(&self) -> &'static str {
+    /// What went wrong, without the error's free text: Redis echoes arguments in some messages.
+    fn kind_str(&self) -> String {
         if self.is_timeout() {
-            "timeout"
+            "timeout".into()
         } else if self.is_connection_refusal() {
-            "connection refused"
+            "connection refused".into()
         } else if self.is_connection_dropped() || self.is_io_error() {
-            "connection lost"
+            "connection lost".into()
         } else {
-            "error"
+            match self.code() {
+                // The server's error code, such as WRONGPASS, NOAUTH or NOPERM: a word, never an argument.
+                Some(code) if code.len() <= 32 && code.bytes().all(|b| b.is_ascii_uppercase()) => {
+                    format!("Redis answered {code}")
+                }
+                _ => format!("{:?}", self.kind()),
+            }
         }
     }
 }
