@@ -1182,6 +1182,34 @@ pub(crate) mod tests {
         eprintln!("b forgot the ended session after {:?}", started.elapsed());
     }
 
+    #[tokio::test]
+    async fn concurrent_directory_writes_from_two_replicas_lose_nothing() {
+        let Some(redis) = start_redis() else { return };
+        let (a, b) = (store(&redis.url), store(&redis.url));
+        a.load_directory().unwrap();
+        b.load_directory().unwrap();
+        let put = |s: Arc<RedisStore>, id: String| async move {
+            s.transact(Box::new(move |d: &DirData| {
+                let mut r = Resource { id, doc: serde_json::Map::new(), created: 1, modified: 1, version: 1 };
+                r.doc.insert("seen".into(), serde_json::json!(d.users.len()));
+                Ok(crate::store::Change { put_users: vec![r], ..Default::default() })
+            }))
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        // Twenty writes at once, half through each replica: each sees all the writes before it.
+        let writes = (0..20).map(|i| put(if i % 2 == 0 { a.clone() } else { b.clone() }, format!("u{i:02}")));
+        let done = futures_util::future::join_all(writes).await;
+        let mut seen: Vec<u64> =
+            done.iter().map(|c| c.data.users[&c.change.put_users[0].id].doc["seen"].as_u64().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<u64>>(), "every write saw exactly the ones before it");
+        assert_eq!(a.load_directory().unwrap().users.len(), 20);
+        assert!(b.reload_if_changed().await.unwrap().is_none_or(|d| d.users.len() == 20));
+        assert_eq!(b.load_directory().unwrap().users.len(), 20);
+    }
+
     #[test]
     fn urls_are_checked_and_passwords_never_shown() {
         let c = RedisConfig::parse("rediss://app:pw-secret@redis.example.com:6380/2", None).unwrap();
