@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let config = SessionConfig {
         secret: None,
+        previous_secrets: Vec::new(),
         idle_timeout: Duration::from_secs(8 * 3600),
         max_lifetime: Duration::from_secs(24 * 3600),
         refresh_before: Duration::from_secs(60),

@@ -50,6 +50,7 @@ fn identity(i: u32) -> Identity {
 async fn measure(name: &str, store: Arc<dyn SessionStore>) {
     let config = SessionConfig {
         secret: None,
+        previous_secrets: Vec::new(),
         idle_timeout: Duration::from_secs(8 * 3600),
         max_lifetime: Duration::from_secs(24 * 3600),
         refresh_before: Duration::from_secs(60),

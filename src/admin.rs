@@ -1,5 +1,6 @@
 //! The admin listener, separate from the public one: `/metrics` (Prometheus text), `/healthz` (alive),
-//! `/readyz` (ready once the provider's keys and the policies are loaded; not ready while draining), and the
+//! `/readyz` (ready once the provider's keys and the policies are loaded; not ready while draining or while the
+//! store is unreachable), and the
 //! admin API under `/api/` for service-desk automation (list and end sessions, disable and enable users),
 //! open only to bearer tokens carrying an app role from `[admin_api] roles`. Never logs a token.
 
@@ -45,6 +46,8 @@ pub fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" => {
             if st.health.draining.load(Ordering::Relaxed) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining: shutting down\n".into())
+            } else if let Some(why) = st.store.unavailable() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n"))
             } else if !st.provider.is_discovered() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -58,28 +58,42 @@ pub fn generate_key_pem() -> Result<String, KeyError> {
     Ok(pem)
 }
 
+fn key_pair(pem: &str) -> Result<EcdsaKeyPair, KeyError> {
+    let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| KeyError::Invalid(e.to_string()))? {
+        PrivateKeyDer::Pkcs8(der) => der,
+        _ => return Err(KeyError::Invalid("not PKCS#8".into())),
+    };
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
+        .map_err(|e| KeyError::Invalid(e.to_string()))
+}
+
+/// The public JWK of `key` and its key id.
+fn jwk_of(key: &EcdsaKeyPair) -> Result<(serde_json::Value, String), KeyError> {
+    // The public key is 0x04 || x || y.
+    let public = key.public_key().as_ref();
+    if public.len() != 65 {
+        return Err(KeyError::Invalid("unexpected public key size".into()));
+    }
+    let x = URL_SAFE_NO_PAD.encode(&public[1..33]);
+    let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
+    // RFC 7638 thumbprint as the key id: stable for a key, the same on every replica.
+    let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid =
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes()));
+    Ok((json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}), kid))
+}
+
+/// The public JWK (and key id) of the PEM PKCS#8 P-256 private key `pem`.
+pub fn public_jwk(pem: &str) -> Result<(serde_json::Value, String), KeyError> {
+    jwk_of(&key_pair(pem)?)
+}
+
 impl AssertionSigner {
     /// A signer with the key in `pem`, issuing as `issuer` (Postern's public URL).
     pub fn new(pem: &str, issuer: String, ttl: Duration, clock: Clock) -> Result<AssertionSigner, KeyError> {
-        let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| KeyError::Invalid(e.to_string()))? {
-            PrivateKeyDer::Pkcs8(der) => der,
-            _ => return Err(KeyError::Invalid("not PKCS#8".into())),
-        };
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der())
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        // The public key is 0x04 || x || y.
-        let public = key.public_key().as_ref();
-        if public.len() != 65 {
-            return Err(KeyError::Invalid("unexpected public key size".into()));
-        }
-        let x = URL_SAFE_NO_PAD.encode(&public[1..33]);
-        let y = URL_SAFE_NO_PAD.encode(&public[33..65]);
-        // RFC 7638 thumbprint as the key id: stable for a key, the same on every replica.
-        let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid =
-            URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes()));
-        let jwks =
-            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}]});
+        let key = key_pair(pem)?;
+        let (jwk, kid) = jwk_of(&key)?;
+        let jwks = json!({"keys": [jwk]});
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
         Ok(AssertionSigner {
             key,
@@ -92,6 +106,20 @@ impl AssertionSigner {
             rng: SystemRandom::new(),
             cache: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
         })
+    }
+
+    /// Also publishes the public keys of `previous` (PEM private keys) in the JWKS, after the current one, so
+    /// that assertions signed with them before a rotation (here or on another replica) still verify.
+    pub fn with_previous(mut self, previous: &[&str]) -> Result<AssertionSigner, KeyError> {
+        let mut keys = vec![jwk_of(&self.key)?.0];
+        for pem in previous {
+            let (jwk, kid) = public_jwk(pem)?;
+            if kid != self.kid && !keys.iter().any(|k| k["kid"] == kid.as_str()) {
+                keys.push(jwk);
+            }
+        }
+        self.jwks = Bytes::from(json!({ "keys": keys }).to_string());
+        Ok(self)
     }
 
     /// The public keys as a JWKS document.

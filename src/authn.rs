@@ -58,6 +58,9 @@ pub enum Authn {
     BearerRefused(TokenError),
     /// A bearer token was presented to a route that accepts sessions only.
     BearerNotAccepted,
+    /// A session cookie was presented but the store cannot say whether it is live: fail closed with a 503
+    /// rather than send a signed-in user to sign in again.
+    StoreUnavailable,
 }
 
 /// The bearer token in `Authorization`, if the scheme is Bearer.
@@ -105,12 +108,14 @@ pub async fn authenticate(st: &State, headers: &HeaderMap, route: &Route, reques
         Ok(Some(s)) => s,
         Ok(None) => return Authn::Anonymous,
         Err(e) => {
-            tracing::error!(request_id, error = %e, "session store failed; treating the request as signed out");
-            return Authn::Anonymous;
+            tracing::error!(request_id, error = %e, "session store failed; refusing the request");
+            return Authn::StoreUnavailable;
         }
     };
-    let Some(session) = refresh_if_due(st, session, request_id).await else {
-        return Authn::Anonymous;
+    let session = match refresh_if_due(st, session, request_id).await {
+        Refreshed::Live(s) => s,
+        Refreshed::Ended => return Authn::Anonymous,
+        Refreshed::StoreUnavailable => return Authn::StoreUnavailable,
     };
     match st.directory.check(&session.identity) {
         Access::Revoked(reason) => {
@@ -158,50 +163,109 @@ pub async fn with_graph_groups(st: &State, p: Principal, request_id: &str) -> Pr
     }
 }
 
-/// Refreshes the session's tokens when they expire within `refresh_before`; `None` ends the session.
-async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Option<Arc<Session>> {
+/// What [`refresh_if_due`] made of a session.
+enum Refreshed {
+    Live(Arc<Session>),
+    Ended,
+    StoreUnavailable,
+}
+
+/// How long one replica may hold a session's refresh lock: longer than a token request takes.
+const REFRESH_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refreshes the session's tokens when they expire within `refresh_before`; `Ended` ends the session. In this
+/// process concurrent requests of one session refresh once (`st.refreshes`); across replicas a lock in the
+/// store makes one refresh and the others wait for, and reuse, its result, so a refresh token is spent once.
+async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Refreshed {
     let now = st.clock.now();
     let due = now + st.sessions.config().refresh_before.as_secs() >= session.identity.expires_at;
     let Some(refresh_token) = session.refresh_token.clone().filter(|_| due) else {
         // Without a refresh token, the session lives by its own idle timeout and lifetime.
-        return Some(session);
+        return Refreshed::Live(session);
     };
     let ticket = session.id.expose().clone();
     let refreshed = st
         .refreshes
         .try_get_with(ticket.clone(), async {
-            let tokens = st.provider.refresh(refresh_token.expose()).await.map_err(|e| e.code())?;
-            let mut updated = (*session).clone();
-            if let Some(id_token) = tokens.id_token {
-                let claims = st.provider.verify_id_token(&id_token, None).await.map_err(|e| e.code())?;
-                let identity = Identity::from_claims(claims, Proof::Session);
-                // OpenID Connect Core §12.2: a refreshed ID token must be about the same user.
-                if identity.sub != session.identity.sub || identity.issuer != session.identity.issuer {
-                    return Err("refresh-subject-changed");
+            let token = match st.store.lock_refresh(&ticket, REFRESH_LOCK_TTL).await {
+                Ok(Some(token)) => token,
+                Ok(None) => {
+                    tracing::info!(request_id, "another replica is refreshing this session; waiting for its result");
+                    return wait_for_other_refresh(st, &session).await;
                 }
-                updated.identity = identity;
-                updated.id_token = Some(crate::secret::Secret::new(id_token));
-            } else if let Some(expires_in) = tokens.expires_in {
-                updated.identity.expires_at = st.clock.now() + expires_in;
+                Err(_) => return Err("session-store-failed"),
+            };
+            let result = refresh_now(st, &session, refresh_token.expose()).await;
+            if let Err(e) = st.store.unlock_refresh(&ticket, token).await {
+                tracing::warn!(error = %e, "cannot release a refresh lock; it expires by itself");
             }
-            if let Some(rt) = tokens.refresh_token {
-                updated.refresh_token = Some(crate::secret::Secret::new(rt));
-            }
-            st.sessions.update(updated.clone()).await.map_err(|_| "session-store-failed")?;
-            Ok::<_, &'static str>(Arc::new(updated))
+            result
         })
         .await;
     match refreshed {
         Ok(s) => {
             st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
             tracing::debug!(request_id, subject = %s.identity.subject, "session refreshed");
-            Some(s)
+            Refreshed::Live(s)
+        }
+        Err(reason) if *reason == "session-store-failed" => {
+            st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "failure", reason: *reason }).inc();
+            tracing::error!(request_id, subject = %session.identity.subject, "the store failed during a refresh; refusing the request");
+            Refreshed::StoreUnavailable
         }
         Err(reason) => {
             st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "failure", reason: *reason }).inc();
             tracing::info!(target: "audit", request_id, event = "session-ended", subject = %session.identity.subject, reason = *reason, "refresh failed; session ended");
-            let _ = st.sessions.end(&ticket).await;
-            None
+            if *reason != "session-ended-elsewhere" {
+                let _ = st.sessions.end(&ticket).await;
+            }
+            Refreshed::Ended
         }
     }
+}
+
+/// Spends the refresh token and saves the refreshed session.
+async fn refresh_now(st: &State, session: &Session, refresh_token: &str) -> Result<Arc<Session>, &'static str> {
+    let tokens = st.provider.refresh(refresh_token).await.map_err(|e| e.code())?;
+    let mut updated = session.clone();
+    if let Some(id_token) = tokens.id_token {
+        let claims = st.provider.verify_id_token(&id_token, None).await.map_err(|e| e.code())?;
+        let identity = Identity::from_claims(claims, Proof::Session);
+        // OpenID Connect Core §12.2: a refreshed ID token must be about the same user.
+        if identity.sub != session.identity.sub || identity.issuer != session.identity.issuer {
+            return Err("refresh-subject-changed");
+        }
+        updated.identity = identity;
+        updated.id_token = Some(crate::secret::Secret::new(id_token));
+    } else if let Some(expires_in) = tokens.expires_in {
+        updated.identity.expires_at = st.clock.now() + expires_in;
+    }
+    if let Some(rt) = tokens.refresh_token {
+        updated.refresh_token = Some(crate::secret::Secret::new(rt));
+    }
+    st.sessions.update(updated.clone()).await.map_err(|_| "session-store-failed")?;
+    Ok(Arc::new(updated))
+}
+
+/// Another replica holds the refresh lock: wait for the session it saves and use that.
+async fn wait_for_other_refresh(st: &State, session: &Session) -> Result<Arc<Session>, &'static str> {
+    let ticket = session.id.expose();
+    let deadline = tokio::time::Instant::now() + REFRESH_LOCK_TTL;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match st.store.load_fresh(ticket).await {
+            Ok(Some(now)) => {
+                let changed = now.identity.expires_at != session.identity.expires_at
+                    || now.refresh_token.as_ref().map(|t| t.expose())
+                        != session.refresh_token.as_ref().map(|t| t.expose());
+                if changed {
+                    return Ok(now);
+                }
+            }
+            // The other replica's refresh failed and ended the session.
+            Ok(None) => return Err("session-ended-elsewhere"),
+            Err(_) => return Err("session-store-failed"),
+        }
+    }
+    Err("refresh-lock-timeout")
 }

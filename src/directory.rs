@@ -274,13 +274,28 @@ impl Directory {
     /// unused for `session_idle` once a minute, until the directory is dropped.
     pub fn spawn_refresher(self: &Arc<Self>, every: Duration, session_idle: Duration, clock: crate::clock::Clock) {
         let weak: Weak<Directory> = Arc::downgrade(self);
+        // A shared store announces changes: re-read at once instead of at the next poll.
+        let changes = self.store.changes().unwrap_or_default();
         tokio::spawn(async move {
             let mut ticks = 0u64;
+            let mut failing = false;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = changes.notified() => {}
+                }
                 let Some(dir) = weak.upgrade() else { break };
-                if let Err(e) = dir.refresh().await {
-                    tracing::error!(error = %e, "cannot re-read the directory");
+                // Logged once per outage, not ten times a second.
+                match dir.refresh().await {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::error!(error = %e, "cannot re-read the directory; retrying");
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::warn!("the directory is readable again");
+                    }
+                    _ => {}
                 }
                 ticks += 1;
                 if ticks.is_multiple_of((60_000 / every.as_millis().max(1) as u64).max(1))

@@ -170,6 +170,19 @@ async fn route_and_forward(
                 let response = bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string(), request_id);
                 return Outcome::deny(response, Some(&route), e.code());
             }
+            Authn::StoreUnavailable => {
+                audit_deny(request_id, &route, None, "store-unavailable", StatusCode::SERVICE_UNAVAILABLE, started);
+                let page = Page::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    "Postern cannot check your session right now because its session store is unreachable. Nothing is wrong with your account: try again in a moment.",
+                    "store-unavailable",
+                    request_id,
+                );
+                let mut response = page.render(html);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return Outcome::deny(response, Some(&route), "store-unavailable");
+            }
             Authn::BearerNotAccepted => {
                 audit_deny(request_id, &route, None, "bearer-not-accepted", StatusCode::UNAUTHORIZED, started);
                 let response = bearer_error(
@@ -468,6 +481,7 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
             return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string(), request_id);
         }
         Authn::BearerNotAccepted => return answer(StatusCode::UNAUTHORIZED, "bearer-not-accepted"),
+        Authn::StoreUnavailable => return answer(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
     };
     let decision = decide(&route, principal.identity());
     let id = principal.identity();

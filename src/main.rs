@@ -55,6 +55,9 @@ enum Command {
         /// Send the demo routes to this upstream (a tool of yours on loopback) instead of the echo upstream.
         #[arg(long, value_name = "URL")]
         upstream: Option<String>,
+        /// Keep the demo's sessions and directory in this Redis instead of memory (redis://127.0.0.1:6379).
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
     /// Check a config file and its policies without starting anything; exits non-zero on errors.
     ///
@@ -192,7 +195,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
-        Command::Demo { listen, upstream } => runtime().and_then(|rt| rt.block_on(demo(listen, upstream))),
+        Command::Demo { listen, upstream, redis } => {
+            runtime().and_then(|rt| rt.block_on(demo(listen, upstream, redis)))
+        }
         Command::Sessions { action } => runtime().and_then(|rt| rt.block_on(sessions(action))),
         Command::Users { action } => runtime().and_then(|rt| rt.block_on(users(action))),
     };
@@ -367,6 +372,11 @@ async fn serve(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `value` as a TOML basic string.
+fn toml_string(value: &str) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
+}
+
 /// The store named by the config at `config_path`, for the admin commands.
 fn open_store(config_path: &Path) -> Result<(postern::config::Config, std::sync::Arc<dyn postern::store::Store>)> {
     let (mut config, _) =
@@ -458,10 +468,15 @@ async fn users(action: UsersCommand) -> Result<()> {
     }
 }
 
-async fn demo(listen: SocketAddr, upstream: Option<String>) -> Result<()> {
+async fn demo(listen: SocketAddr, upstream: Option<String>, redis: Option<String>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let echo_listen = SocketAddr::new(listen.ip(), listen.port().wrapping_add(1));
     let mut options = postern::demo::DemoOptions { listen, echo_listen, ..Default::default() };
+    if let Some(url) = redis {
+        // Checked like [store] url; the TOML string escapes keep a quote in it from ending the string.
+        postern::store::redis::RedisConfig::parse(&url, None).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+        options.config_extra.push_str(&format!("\n[store]\nkind = \"redis\"\nurl = {}\n", toml_string(&url)));
+    }
     if let Some(upstream) = upstream {
         let url = url::Url::parse(&upstream).context("--upstream is not a URL")?;
         if !url.host().as_ref().is_some_and(postern::config::is_loopback_host) {

@@ -106,6 +106,12 @@ impl Metrics {
         self.registry.register_collector(Box::new(BearerCollector(validator)));
     }
 
+    /// Publishes a networked store's error counts and call latency.
+    pub fn watch_store(&mut self, store: crate::store::StoreMetrics) {
+        self.registry.register("store_errors", "Failed calls to the store, by operation", store.errors);
+        self.registry.register("store_call_duration_seconds", "Time per call to the store", store.latency);
+    }
+
     /// Publishes the Microsoft Graph group-lookup counters.
     pub fn watch_graph(&mut self, graph: Arc<crate::graph::GraphGroups>) {
         self.registry.register_collector(Box::new(GraphCollector(graph)));

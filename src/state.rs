@@ -92,7 +92,7 @@ impl State {
         let provider = Arc::new(Provider::new(config.oidc.clone(), http.clone(), config.redirect_uri(), clock.clone()));
         let mut config = config;
         let session_key = ensure_session_secret(&mut config);
-        let cookies = CookieCodec::new(&[&session_key], config.public_is_https());
+        let cookies = CookieCodec::new(&session_keys(&config, &session_key), config.public_is_https());
         let pem = match &config.assertion.signing_key {
             Some(pem) => pem.expose().clone(),
             None => {
@@ -102,7 +102,10 @@ impl State {
                 crate::assertion::generate_key_pem().map_err(|e| StartError::Keys(e.to_string()))?
             }
         };
+        let previous_pems: Vec<&str> =
+            config.assertion.previous_signing_keys.iter().map(|p| p.expose().as_str()).collect();
         let assertion = AssertionSigner::new(&pem, config.public_origin(), config.assertion.ttl, clock.clone())
+            .and_then(|signer| signer.with_previous(&previous_pems))
             .map_err(|e| StartError::Keys(e.to_string()))?;
         let upstream = UpstreamClient::new(
             config.upstream.connect_timeout,
@@ -133,6 +136,9 @@ impl State {
         metrics.watch_bearer(bearer.clone());
         if let Some(g) = &graph {
             metrics.watch_graph(g.clone());
+        }
+        if let Some(m) = store.metrics() {
+            metrics.watch_store(m);
         }
         Ok(State {
             config: Arc::new(config),
@@ -171,10 +177,13 @@ impl State {
     /// use the same one.
     pub fn open_store(config: &mut Config) -> Result<Arc<dyn Store>, StartError> {
         let key = ensure_session_secret(config);
-        crate::store::open(&config.store, &key).map_err(|e| {
-            StartError::Keys(format!(
+        crate::store::open(&config.store, &session_keys(config, &key)).map_err(|e| match &config.store {
+            crate::store::StoreConfig::Redis(r) => {
+                StartError::Keys(format!("{e}; check [store] url ({}) and that Redis is reachable", r.display))
+            }
+            _ => StartError::Keys(format!(
                 "{e}; [store] path must be a file in a directory Postern can write, such as /var/lib/postern/postern.db (the systemd unit's StateDirectory)"
-            ))
+            )),
         })
     }
 
@@ -182,6 +191,11 @@ impl State {
     pub fn with_policy(&self, policy: Policy) -> State {
         State { policy: Arc::new(policy), ..self.clone() }
     }
+}
+
+/// The session key ring: `current` (which seals), then `[session] previous_secrets` (which still open).
+fn session_keys<'a>(config: &'a Config, current: &'a [u8]) -> Vec<&'a [u8]> {
+    std::iter::once(current).chain(config.session.previous_secrets.iter().map(|k| k.expose().as_slice())).collect()
 }
 
 /// The session key of `config`, set to a random one (with a warning) when none is configured.

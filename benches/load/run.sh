@@ -9,6 +9,7 @@
 #   c. Postern with a session cookie        (identity headers and signed assertion on)
 #   d. Postern with a cached bearer token   (identity headers and signed assertion on)
 #   e. Postern on a public route
+#   f. Postern with a session cookie, its sessions in Redis (a local redis-server, nothing persisted)
 # Rounds alternate the cases; medians are reported, with ratios to (b). Also Postern's RSS idle and after
 # the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
 # Installs nginx and wrk from the system's packages when missing. Loopback only.
@@ -30,6 +31,7 @@ top=$(cd "$here/../.." && pwd)
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >/dev/null; }; }
 need nginx nginx
 need wrk wrk
+need redis-server redis-server
 [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx || NGINX=$(command -v nginx)
 
 work=$(mktemp -d)
@@ -38,7 +40,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-UP=$(free_port); NG=$(free_port); PO=$(free_port)
+UP=$(free_port); NG=$(free_port); PO=$(free_port); PR=$(free_port); RP=$(free_port)
 
 # The fixed upstream and nginx as a reverse proxy: one nginx process, two servers, one worker per core.
 cat > "$work/nginx.conf" <<CONF
@@ -76,12 +78,26 @@ for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo.out" 2
 ISSUER=$(grep -o 'provider (for development only): [^ ]*' "$work/demo.out" | awk '{print $NF}')
 BASE="http://127.0.0.1:$PO"
 
+# The same demo with its sessions in Redis (case f), beside a redis-server of its own.
+mkdir -p "$work/redis"
+redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis" > /dev/null & pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RP") 2>/dev/null && break; sleep 0.1; done
+"$POSTERN" demo --listen "127.0.0.1:$PR" --upstream "http://127.0.0.1:$UP" --redis "redis://127.0.0.1:$RP" \
+  > "$work/demo-redis.out" 2> "$work/demo-redis.err" & pids+=($!)
+for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo-redis.out" 2>/dev/null && break; sleep 0.1; done
+BASE_REDIS="http://127.0.0.1:$PR"
+
 # A session cookie: sign in as alice through the provider.
-jar="$work/jar"
 loc() { curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "$1"; }
-a=$(loc "$BASE/"); b=$(loc "$a&login_hint=alice"); loc "$b" > /dev/null
-COOKIE=$(awk '$6 == "postern" {print $7}' "$jar")
+sign_in() { # base -> cookie
+  jar="$work/jar-$RANDOM"
+  a=$(loc "$1/"); b=$(loc "$a&login_hint=alice"); loc "$b" > /dev/null
+  awk '$6 == "postern" {print $7}' "$jar"
+}
+COOKIE=$(sign_in "$BASE")
 [ -n "$COOKIE" ] || { echo "sign-in failed" >&2; exit 1; }
+COOKIE_REDIS=$(sign_in "$BASE_REDIS")
+[ -n "$COOKIE_REDIS" ] || { echo "sign-in on the Redis-store demo failed" >&2; exit 1; }
 # A bearer token: the provider's client-credentials grant (an app with the Deploy.Write role).
 TOKEN=$(curl -s -u postern-demo:demo-secret-not-for-production -d grant_type=client_credentials \
   -d scope=api://postern/.default "$ISSUER/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -89,6 +105,7 @@ TOKEN=$(curl -s -u postern-demo:demo-secret-not-for-production -d grant_type=cli
 check() { code=$(curl -s -o /dev/null -w '%{http_code}' "$@"); [ "$code" = 200 ] || { echo "setup check failed ($code): $*" >&2; exit 1; }; }
 check "http://127.0.0.1:$UP/"; check "http://127.0.0.1:$NG/"
 check -H "Cookie: postern=$COOKIE" "$BASE/"; check -H "Authorization: Bearer $TOKEN" "$BASE/"; check "$BASE/public/"
+check -H "Cookie: postern=$COOKIE_REDIS" "$BASE_REDIS/"
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PPID_POSTERN/status"; }
 RSS_IDLE=$(rss)
@@ -99,8 +116,9 @@ declare -A CASE_ARGS=(
   [c_postern_session]="-H|Cookie: postern=$COOKIE|$BASE/"
   [d_postern_bearer]="-H|Authorization: Bearer $TOKEN|$BASE/"
   [e_postern_public]="$BASE/public/"
+  [f_postern_session_redis]="-H|Cookie: postern=$COOKIE_REDIS|$BASE_REDIS/"
 )
-ORDER=(a_upstream b_nginx c_postern_session d_postern_bearer e_postern_public)
+ORDER=(a_upstream b_nginx c_postern_session d_postern_bearer e_postern_public f_postern_session_redis)
 results="$work/results.txt"; : > "$results"
 run_wrk() { # case duration
   IFS='|' read -r -a args <<< "${CASE_ARGS[$1]}"

@@ -79,10 +79,16 @@ pub struct LimitsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
-    /// `"embedded"` (default) or `"memory"`.
+    /// `"embedded"` (default), `"redis"` or `"memory"`.
     pub kind: Option<Spanned<String>>,
     /// The database file, relative to the config file (default `postern.db`).
     pub path: Option<Spanned<String>>,
+    /// Redis: `redis://[user[:password]@]host[:port][/db]` or `rediss://` (TLS).
+    pub url: Option<Spanned<String>>,
+    /// Redis: the password, from the environment or a file (instead of writing it into `url`).
+    pub password: Option<Spanned<SecretRef>>,
+    /// Redis: while Redis is unreachable, sessions this replica verified this recently keep working.
+    pub grace: Option<Spanned<String>>,
 }
 
 /// `[scim]`
@@ -228,6 +234,9 @@ pub struct GraphFile {
 pub struct SessionFile {
     /// The key that encrypts cookies; `postern keygen` writes one.
     pub secret: Option<Spanned<SecretRef>>,
+    /// Earlier keys: cookies sealed with them still open (key rotation).
+    #[serde(default)]
+    pub previous_secrets: Vec<Spanned<SecretRef>>,
     /// A session unused this long ends.
     pub idle_timeout: Option<Spanned<String>>,
     /// A session ends this long after sign-in, used or not.
@@ -242,6 +251,9 @@ pub struct SessionFile {
 pub struct AssertionFile {
     /// A PEM (PKCS#8) P-256 private key; `postern keygen` writes one.
     pub signing_key: Option<Spanned<String>>,
+    /// Earlier signing keys: their public keys stay in the JWKS, so assertions they signed still verify.
+    #[serde(default)]
+    pub previous_signing_keys: Vec<Spanned<String>>,
     /// Lifetime of one assertion, at most 5 minutes.
     pub ttl: Option<Spanned<String>>,
 }

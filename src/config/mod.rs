@@ -224,6 +224,8 @@ pub struct OidcConfig {
 pub struct SessionConfig {
     /// Cookie key material (at least 32 bytes); `None`: a random key at start, with a warning.
     pub secret: Option<Secret<Vec<u8>>>,
+    /// Earlier keys, which still open cookies (and sessions sealed at rest) but seal nothing new.
+    pub previous_secrets: Vec<Secret<Vec<u8>>>,
     /// A session unused this long ends.
     pub idle_timeout: Duration,
     /// A session ends this long after sign-in.
@@ -237,6 +239,8 @@ pub struct SessionConfig {
 pub struct AssertionConfig {
     /// PEM PKCS#8 P-256 private key; `None`: a random key at start, with a warning.
     pub signing_key: Option<Secret<String>>,
+    /// Earlier keys (PEM): published in the JWKS, never used to sign.
+    pub previous_signing_keys: Vec<Secret<String>>,
     /// Lifetime of one assertion.
     pub ttl: Duration,
 }

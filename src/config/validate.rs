@@ -251,7 +251,18 @@ impl Validator<'_> {
     fn store(&mut self, raw: Option<&Spanned<file::StoreFile>>) -> crate::store::StoreConfig {
         let kind = raw.and_then(|r| r.get_ref().kind.as_ref());
         let path = raw.and_then(|r| r.get_ref().path.as_ref());
-        match kind.map(|k| k.get_ref().as_str()) {
+        let url = raw.and_then(|r| r.get_ref().url.as_ref());
+        let password = raw.and_then(|r| r.get_ref().password.as_ref());
+        let grace = raw.and_then(|r| r.get_ref().grace.as_ref());
+        let kind_name = kind.map(|k| k.get_ref().as_str());
+        if kind_name != Some("redis") {
+            for span in
+                [url.map(|u| u.span()), password.map(|p| p.span()), grace.map(|g| g.span())].into_iter().flatten()
+            {
+                self.warn(span, "url, password and grace are only used with kind = \"redis\"");
+            }
+        }
+        match kind_name {
             None | Some("embedded") => crate::store::StoreConfig::Embedded(
                 path.map(|p| self.path(p.get_ref())).unwrap_or_else(|| self.path("postern.db")),
             ),
@@ -261,9 +272,43 @@ impl Validator<'_> {
                 }
                 crate::store::StoreConfig::Memory
             }
+            Some("redis") => {
+                if let Some(p) = path {
+                    self.warn(p.span(), "path is not used with kind = \"redis\"");
+                }
+                let password = password
+                    .and_then(|p| self.secret(p, "[store] password"))
+                    .map(|bytes| String::from_utf8_lossy(&bytes).trim_end_matches(['\r', '\n']).to_string());
+                match url {
+                    None => {
+                        let span = kind.map(|k| k.span()).unwrap_or(0..0);
+                        self.error(
+                            span,
+                            "kind = \"redis\" needs url = \"redis://host:6379\" (or rediss:// for TLS); put a password in the URL or in password = { file = \"...\" }",
+                        );
+                        crate::store::StoreConfig::Memory
+                    }
+                    Some(u) => match crate::store::redis::RedisConfig::parse(u.get_ref(), password.as_deref()) {
+                        Ok(mut c) => {
+                            c.grace = self.duration(grace, Duration::ZERO);
+                            if let Some(g) = grace
+                                && c.grace > Duration::from_secs(300)
+                            {
+                                self.error(g.span(), "[store] grace must be at most 5m: revocations made while Redis is away are not seen during the grace");
+                            }
+                            crate::store::StoreConfig::Redis(c)
+                        }
+                        Err(e) => {
+                            // The message never repeats the URL: it may hold a password.
+                            self.error(u.span(), format!("[store] url: {e}"));
+                            crate::store::StoreConfig::Memory
+                        }
+                    },
+                }
+            }
             Some(other) => {
                 if let Some(k) = kind {
-                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file) or \"memory\" (nothing survives a restart)"));
+                    self.error(k.span(), format!("store kind \"{other}\": expected \"embedded\" (a database file), \"redis\" (shared by several replicas) or \"memory\" (nothing survives a restart)"));
                 }
                 crate::store::StoreConfig::Memory
             }
@@ -568,19 +613,28 @@ impl Validator<'_> {
         }
     }
 
+    fn session_key(&mut self, s: &Spanned<file::SecretRef>, what: &str) -> Option<Secret<Vec<u8>>> {
+        let bytes = self.secret(s, what)?;
+        let key = decode_key_material(&bytes);
+        if key.len() < 32 {
+            self.error(
+                s.span(),
+                format!("{what}: need at least 32 bytes of key material; `postern keygen` writes a good one"),
+            );
+            return None;
+        }
+        Some(Secret::new(key))
+    }
+
     fn session(&mut self, raw: &file::SessionFile) -> SessionConfig {
-        let secret = raw.secret.as_ref().and_then(|s| {
-            let bytes = self.secret(s, "session secret")?;
-            let key = decode_key_material(&bytes);
-            if key.len() < 32 {
-                self.error(
-                    s.span(),
-                    "session secret: need at least 32 bytes of key material; `postern keygen` writes a good one",
-                );
-                return None;
-            }
-            Some(Secret::new(key))
-        });
+        let secret = raw.secret.as_ref().and_then(|s| self.session_key(s, "session secret"));
+        let previous_secrets =
+            raw.previous_secrets.iter().filter_map(|s| self.session_key(s, "session previous_secrets")).collect();
+        if raw.secret.is_none()
+            && let Some(p) = raw.previous_secrets.first()
+        {
+            self.error(p.span(), "previous_secrets need a current secret: set [session] secret too");
+        }
         let idle_timeout = self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(8 * 3600));
         let max_lifetime = self.duration(raw.max_lifetime.as_ref(), Duration::from_secs(24 * 3600));
         if (idle_timeout.is_zero() || max_lifetime.is_zero())
@@ -589,25 +643,36 @@ impl Validator<'_> {
             self.error(s.span(), "session timeouts must be longer than zero");
         }
         let refresh_before = self.duration(raw.refresh_before.as_ref(), Duration::from_secs(60));
-        SessionConfig { secret, idle_timeout, max_lifetime, refresh_before }
+        SessionConfig { secret, previous_secrets, idle_timeout, max_lifetime, refresh_before }
+    }
+
+    fn read_pem(&mut self, f: &Spanned<String>, what: &str) -> Option<Secret<String>> {
+        match std::fs::read_to_string(self.path(f.get_ref())) {
+            Ok(pem) => Some(Secret::new(pem)),
+            Err(e) => {
+                self.error(f.span(), format!("{what}: cannot read {}: {e}", self.path(f.get_ref()).display()));
+                None
+            }
+        }
     }
 
     fn assertion(&mut self, raw: &file::AssertionFile) -> AssertionConfig {
-        let signing_key =
-            raw.signing_key.as_ref().and_then(|f| match std::fs::read_to_string(self.path(f.get_ref())) {
-                Ok(pem) => Some(Secret::new(pem)),
-                Err(e) => {
-                    self.error(f.span(), format!("signing_key: cannot read {}: {e}", self.path(f.get_ref()).display()));
-                    None
-                }
-            });
+        let signing_key = raw.signing_key.as_ref().and_then(|f| self.read_pem(f, "signing_key"));
+        let mut previous_signing_keys = Vec::new();
+        for f in &raw.previous_signing_keys {
+            match self.read_pem(f, "previous_signing_keys") {
+                Some(pem) if crate::assertion::public_jwk(pem.expose()).is_ok() => previous_signing_keys.push(pem),
+                Some(_) => self.error(f.span(), "previous_signing_keys: not a PEM PKCS#8 P-256 private key"),
+                None => {}
+            }
+        }
         let ttl = self.duration(raw.ttl.as_ref(), Duration::from_secs(300));
         if (ttl > Duration::from_secs(300) || ttl < Duration::from_secs(30))
             && let Some(s) = &raw.ttl
         {
             self.error(s.span(), "assertion ttl must be between 30s and 5m");
         }
-        AssertionConfig { signing_key, ttl }
+        AssertionConfig { signing_key, previous_signing_keys, ttl }
     }
 
     fn bearer(&mut self, raw: &file::BearerFile) -> BearerConfig {
@@ -763,6 +828,30 @@ client_secret = { env = "SECRET" }
         assert!(err.contains("scim token: need at least 32 characters"), "{err}");
         assert!(err.contains("[admin_api] needs roles"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_store_needs_a_redis_url_and_never_shows_its_password() {
+        let secret_env =
+            |name: &str| (name == "REDIS_PASSWORD").then(|| "pw-from-env".to_string()).or_else(|| env(name));
+        let text = format!(
+            "{GOOD}\n[store]\nkind = \"redis\"\nurl = \"rediss://postern@redis.internal:6380/1\"\npassword = {{ env = \"REDIS_PASSWORD\" }}\n"
+        );
+        let (c, _) = from_text(Path::new("p.toml"), &text, &secret_env).unwrap();
+        let crate::store::StoreConfig::Redis(r) = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(r.display, "rediss://postern:***@redis.internal:6380/1");
+        assert!(!format!("{:?}", c.store).contains("pw-from-env"));
+
+        for (store, expected) in [
+            ("kind = \"redis\"", "p.toml:"),
+            ("kind = \"redis\"\nurl = \"http://user:hunter2@redis:6379\"", "expected redis:// or rediss://"),
+            ("kind = \"redis\"\nurl = \"redis://:hunter2@redis:6379/x\"", "database number"),
+        ] {
+            let text = format!("{GOOD}\n[store]\n{store}\n");
+            let err = from_text(Path::new("p.toml"), &text, &env).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains("url"), "{err}");
+            assert!(!err.contains("hunter2"), "the password is in the error: {err}");
+        }
     }
 
     #[test]

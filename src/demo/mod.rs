@@ -184,8 +184,14 @@ audiences = ["{audience}"]
     let policy_text = options.policy.replace(DEMO_POLICY_UPSTREAM, &echo.url());
     let (policy, _) = crate::policy::load_sources(&[(Path::new("policies/demo.toml").to_path_buf(), policy_text)])
         .map_err(|e| DemoError::Other(e.to_string()))?;
-    let state = State::build(config, policy, State::memory_store(), Clock::system())
-        .map_err(|e| DemoError::Other(e.to_string()))?;
+    // In memory, unless the extra config names a Redis store (the load benchmark's Redis case).
+    let store = match &config.store {
+        crate::store::StoreConfig::Redis(_) => {
+            State::open_store(&mut config).map_err(|e| DemoError::Other(e.to_string()))?
+        }
+        _ => State::memory_store(),
+    };
+    let state = State::build(config, policy, store, Clock::system()).map_err(|e| DemoError::Other(e.to_string()))?;
     let (shared, _task) = crate::app::launch(state, vec![Listener { tcp: postern_listener, tls: None }], until(stop));
     Ok(Demo { url, addr, provider, echo, shared })
 }

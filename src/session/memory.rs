@@ -172,6 +172,7 @@ pub(crate) mod conformance {
     fn config() -> SessionConfig {
         SessionConfig {
             secret: None,
+            previous_secrets: Vec::new(),
             idle_timeout: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
             refresh_before: Duration::from_secs(60),

@@ -163,7 +163,12 @@ impl Sessions {
         if now.saturating_sub(session.last_seen) >= TOUCH_EVERY {
             let mut touched = (*session).clone();
             touched.last_seen = now;
-            self.store.save(touched.clone()).await?;
+            // A touch that fails (a shared store gone away during its grace) only leaves the idle clock
+            // running from the last touch, which is stricter: the session itself was read and is live.
+            if let Err(e) = self.store.save(touched.clone()).await {
+                tracing::warn!(error = %e, "cannot record a session's use");
+                return Ok(Some(session));
+            }
             return Ok(Some(Arc::new(touched)));
         }
         Ok(Some(session))

@@ -2,9 +2,11 @@
 //! groups, memberships) and revocations. [`Store`] is what every backend implements; [`open`] picks the
 //! backend from `[store]`. Backends: [`sqlite::SqliteStore`] (the default: durable, every acknowledged write
 //! is on disk, shared safely with the admin CLI in another process) and the in-memory
-//! [`crate::session::memory::MemoryStore`] (tests and `postern demo`). Never stores a ticket or a token in
+//! [`crate::session::memory::MemoryStore`] (tests and `postern demo`) and [`redis::RedisStore`] (several
+//! replicas sharing one truth). Never stores a ticket or a token in
 //! clear: sessions are keyed by a hash of their ticket and their secrets are sealed.
 
+pub mod redis;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,42 @@ pub enum StoreConfig {
     Embedded(PathBuf),
     /// In memory: nothing survives a restart.
     Memory,
+    /// Redis (or Valkey), shared by several replicas.
+    Redis(redis::RedisConfig),
+}
+
+/// Labels of a store call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// What the call was for (`load a session`, `write the directory`, ...): a fixed set from the code.
+    pub op: &'static str,
+}
+
+/// What a networked store counts: failed calls by operation, and how long calls take.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    /// `postern_store_errors_total{op}`
+    pub errors: prometheus_client::metrics::family::Family<StoreOpLabels, prometheus_client::metrics::counter::Counter>,
+    /// `postern_store_call_duration_seconds`
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl StoreMetrics {
+    /// Empty counters.
+    pub fn new() -> StoreMetrics {
+        StoreMetrics {
+            errors: Default::default(),
+            latency: prometheus_client::metrics::histogram::Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 2.0,
+            ]),
+        }
+    }
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics::new()
+    }
 }
 
 /// A SCIM resource (a user or a group) as stored: the attributes as the client sent them (normalised), and
@@ -188,13 +226,49 @@ pub trait Store: SessionStore {
     /// Removes sessions past their absolute end at `now`, and those last seen at or before `idle_before`
     /// (ended by the idle timeout: nobody will use them again); returns how many.
     fn purge_expired<'a>(&'a self, now: u64, idle_before: u64) -> StoreFuture<'a, usize>;
+
+    /// Why the store cannot serve now, when it cannot (`/readyz`). Embedded stores are always there.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
+    /// The store's own metrics, when it makes network calls.
+    fn metrics(&self) -> Option<StoreMetrics> {
+        None
+    }
+
+    /// Takes the refresh lock of the session with ticket `id` for `ttl`: `Some(token)` when this caller is the
+    /// one to refresh, `None` when another replica is refreshing it now. Stores of one process need no lock
+    /// (the process coalesces its own refreshes).
+    fn lock_refresh<'a>(&'a self, _id: &'a str, _ttl: std::time::Duration) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async { Ok(Some(String::new())) })
+    }
+
+    /// Releases a refresh lock taken with `token`.
+    fn unlock_refresh<'a>(&'a self, _id: &'a str, _token: String) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Notified when another process changed the directory, so that [`Store::reload_if_changed`] is called at
+    /// once rather than at the next poll.
+    fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// The session as stored now, bypassing any local cache.
+    fn load_fresh<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<crate::session::Session>>> {
+        self.load(id)
+    }
 }
 
-/// Opens the store `config` names; `key` seals the secrets of sessions at rest.
-pub fn open(config: &StoreConfig, key: &[u8]) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store `config` names; `keys[0]` (the session key) seals the secrets of sessions at rest, and
+/// every key (the previous session keys too) opens them.
+pub fn open(config: &StoreConfig, keys: &[&[u8]]) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Memory => Ok(Arc::new(crate::session::memory::MemoryStore::new(1_000_000))),
-        StoreConfig::Embedded(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, key)?)),
+        StoreConfig::Embedded(path) => Ok(Arc::new(sqlite::SqliteStore::open_with_keys(path, keys)?)),
+        // Sealed with each session's own ticket, not with `key`.
+        StoreConfig::Redis(c) => Ok(Arc::new(redis::RedisStore::open(c)?)),
     }
 }
 
@@ -231,6 +305,7 @@ pub(crate) mod conformance {
     fn session_config() -> SessionConfig {
         SessionConfig {
             secret: None,
+            previous_secrets: Vec::new(),
             idle_timeout: std::time::Duration::from_secs(600),
             max_lifetime: std::time::Duration::from_secs(3600),
             refresh_before: std::time::Duration::from_secs(60),

@@ -104,7 +104,12 @@ async fn blocking<T: Send + 'static>(
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `key` (at least 32 bytes) seals sessions.
     pub fn open(path: &Path, key: &[u8]) -> Result<SqliteStore, StoreError> {
-        if key.len() < 32 {
+        SqliteStore::open_with_keys(path, &[key])
+    }
+
+    /// Opens the database at `path`; `keys[0]` seals sessions, every key opens them (key rotation).
+    pub fn open_with_keys(path: &Path, keys: &[&[u8]]) -> Result<SqliteStore, StoreError> {
+        if keys.first().is_none_or(|k| k.len() < 32) {
             return Err(StoreError("the session key must have at least 32 bytes".into()));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -126,7 +131,7 @@ impl SqliteStore {
                 writer: Mutex::new(Writer { conn, seen_version, data: None }),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                sealer: CookieCodec::new(&[key], true),
+                sealer: CookieCodec::new(keys, true),
                 cache: moka::sync::Cache::builder()
                     .weigher(|_, s: &Arc<Session>| estimated_size(s))
                     .max_capacity(CACHE_BYTES)
@@ -621,9 +626,11 @@ mod tests {
             let found = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret.as_bytes());
             assert!(!found(&bytes) && !found(&wal), "{secret} is in the database file");
         }
-        // Another key opens nothing.
+        // Another key opens nothing; after a rotation, the old key as a previous one still does.
         let other = SqliteStore::open(&path, &[8; 32]).unwrap();
         assert!(other.load("the-ticket-value").await.unwrap().is_none());
+        let rotated = SqliteStore::open_with_keys(&path, &[&[8; 32], &[7; 32]]).unwrap();
+        assert!(rotated.load("the-ticket-value").await.unwrap().is_some());
         let same = SqliteStore::open(&path, &[7; 32]).unwrap();
         assert!(same.load("the-ticket-value").await.unwrap().is_some());
         for suffix in ["", "-wal", "-shm"] {

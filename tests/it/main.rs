@@ -30,6 +30,7 @@ mod open_redirect;
 mod policy_bypass;
 mod policy_reload;
 mod proxy;
+mod redis;
 mod scim;
 mod sessions;
 mod sign_out;

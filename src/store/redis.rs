@@ -1,0 +1,1268 @@
+//! The shared store for several replicas: sessions, the directory and revocations in one Redis (or Valkey),
+//! so any replica serves any request and a sign-out or a revocation on one holds on all. Sessions are keyed by
+//! a hash of their ticket and sealed with a key derived from the ticket itself (AES-256-GCM), so a Redis dump
+//! without the cookies opens nothing; each session key expires with the session. Directory writes take a short
+//! lock in Redis and commit in one Lua script, with the sessions they end. Every change is announced on a
+//! pub/sub channel, so other replicas drop what they cached within milliseconds; a replica that lost its
+//! subscription trusts no cache until it has subscribed again. Fails closed: any Redis error is a
+//! [`StoreError`], except that an optional short grace serves sessions this replica verified just before
+//! Redis went away. Never logs a ticket, a session's content or the password of the URL.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Script};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use serde::{Deserialize, Serialize};
+
+use super::{ChangeFn, Committed, DirData, Resource, Revocation, Store, StoreMetrics, session_handle};
+use crate::scim::ScimError;
+use crate::secret::Secret;
+use crate::session::{Session, SessionInfo, SessionStore, StoreError, StoreFuture};
+
+/// Every key Postern writes starts with this.
+const PREFIX: &str = "postern:";
+/// The pub/sub channel of invalidations.
+const CHANNEL: &str = "postern:events";
+/// One Redis call may take this long before it counts as a failure (and the request fails closed).
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a directory writer may hold the lock; a crashed writer blocks others no longer than this.
+const DIR_LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// `[store] kind = "redis"`, resolved: the URL with its password, which never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    url: Secret<String>,
+    /// The URL with the password replaced by `***`, for logs and errors.
+    pub display: String,
+    /// While Redis is unreachable, a session this replica verified within this long keeps working from its
+    /// cache (zero: fail closed at once).
+    pub grace: Duration,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig").field("url", &self.display).field("grace", &self.grace).finish()
+    }
+}
+
+impl RedisConfig {
+    /// Checks `url` (`redis://` or `rediss://`) and sets `password` in it when given. The error never repeats
+    /// the URL, which may hold a password.
+    pub fn parse(url: &str, password: Option<&str>) -> Result<RedisConfig, String> {
+        let mut parsed =
+            url::Url::parse(url.trim()).map_err(|e| format!("not a URL ({e}): expected redis://host:6379"))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(format!(
+                "scheme {}: expected redis:// or rediss:// (TLS)",
+                if parsed.scheme().len() > 10 { "?" } else { parsed.scheme() }
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err("no host: expected redis://host:6379".into());
+        }
+        let db = parsed.path().trim_start_matches('/');
+        if !db.is_empty() && db.parse::<u16>().is_err() {
+            return Err("the path must be a database number, such as /0".into());
+        }
+        if let Some(p) = password
+            && parsed.set_password(Some(p)).is_err()
+        {
+            return Err("cannot put the password into the URL".into());
+        }
+        Client::open(parsed.as_str()).map_err(|e| format!("the redis client refuses it: {}", e.kind_str()))?;
+        let mut display = parsed.clone();
+        if display.password().is_some() {
+            let _ = display.set_password(Some("***"));
+        }
+        Ok(RedisConfig { url: Secret::new(parsed.to_string()), display: display.to_string(), grace: Duration::ZERO })
+    }
+}
+
+trait KindStr {
+    fn kind_str(&self) -> String;
+}
+
+impl KindStr for ::redis::RedisError {
+    /// What went wrong, without the error's free text: Redis echoes arguments in some messages.
+    fn kind_str(&self) -> String {
+        if self.is_timeout() {
+            "timeout".into()
+        } else if self.is_connection_refusal() {
+            "connection refused".into()
+        } else if self.is_connection_dropped() || self.is_io_error() {
+            "connection lost".into()
+        } else {
+            match self.code() {
+                // The server's error code, such as WRONGPASS, NOAUTH or NOPERM: a word, never an argument.
+                Some(code) if code.len() <= 32 && code.bytes().all(|b| b.is_ascii_uppercase()) => {
+                    format!("Redis answered {code}")
+                }
+                _ => format!("{:?}", self.kind()),
+            }
+        }
+    }
+}
+
+/// The store in Redis. Cloning shares the connection and the caches.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("url", &self.inner.display).finish()
+    }
+}
+
+struct Inner {
+    client: Client,
+    conn: ConnectionManager,
+    display: String,
+    /// This process, so that it ignores its own announcements.
+    origin: String,
+    /// Sessions by handle, as last read or written here; trusted only while `subscribed`.
+    cache: moka::sync::Cache<String, Arc<Session>>,
+    /// With a grace: sessions verified within it, used only while Redis is unreachable. Cleared by every
+    /// end of a session this replica hears of, kept when the subscription drops.
+    grace: Option<moka::sync::Cache<String, Arc<Session>>>,
+    /// Bumped whenever cached sessions are dropped; a read caches what it read only when no drop happened since
+    /// it started, so an ended session is never put back.
+    generation: AtomicU64,
+    /// True while the invalidation channel is subscribed: only then can the cache be trusted.
+    subscribed: AtomicBool,
+    /// Set when another process announced a directory change (or the announcements may have been missed).
+    dir_dirty: AtomicBool,
+    /// The directory as of `version`.
+    dir: Mutex<DirCopy>,
+    /// False after a failed call, true after a good one: readiness.
+    up: AtomicBool,
+    /// Wakes the directory's refresher: another process changed the directory.
+    changed: Arc<tokio::sync::Notify>,
+    /// Wakes the subscriber to reconnect (the connection came back) or to stop (the store is dropped).
+    resubscribe: Arc<tokio::sync::Notify>,
+    metrics: StoreMetrics,
+}
+
+#[derive(Default)]
+struct DirCopy {
+    version: u64,
+    data: Option<Arc<DirData>>,
+    checked: Option<tokio::time::Instant>,
+}
+
+/// What is kept in clear beside a sealed session: what admins list and revocations match, as SQLite keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    subject: String,
+    sub: String,
+    user_name: Option<String>,
+    sid: Option<String>,
+    created_at: u64,
+    last_seen: u64,
+    expires_at: u64,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("redis: {context}: {e}"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The key sealing a session, derived from its ticket (256 random bits) under a label of its own; the handle
+/// (the lookup key) is a plain hash of the same ticket, which cannot be turned into this key.
+fn session_key(ticket: &str) -> Option<LessSafeKey> {
+    let prk = Salt::new(HKDF_SHA256, b"postern redis session v1").extract(ticket.as_bytes());
+    let okm = prk.expand(&[b"seal"], &AES_256_GCM).ok()?;
+    Some(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+/// Seals `session` for `handle`: nonce, then ciphertext and tag; the handle is the associated data.
+fn seal(handle: &str, session: &Session) -> Result<Vec<u8>, StoreError> {
+    let key = session_key(session.id.expose()).ok_or_else(|| StoreError("cannot derive a session key".into()))?;
+    let mut data = serde_json::to_vec(session).map_err(|e| err("cannot encode a session", e))?;
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| StoreError("no randomness".into()))?;
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(handle.as_bytes()), &mut data)
+        .map_err(|_| StoreError("cannot seal a session".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+fn open_sealed(ticket: &str, handle: &str, sealed: &[u8]) -> Option<Session> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let key = session_key(ticket)?;
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = rest.to_vec();
+    let plain = key.open_in_place(nonce, Aad::from(handle.as_bytes()), &mut data).ok()?;
+    let session: Session = serde_json::from_slice(plain).ok()?;
+    // A record is only ever the session of the ticket that opened it.
+    (session.id.expose() == ticket).then_some(session)
+}
+
+fn session_key_name(handle: &str) -> String {
+    format!("{PREFIX}s:{handle}")
+}
+
+/// Lua: `end_handles(list)` removes sessions and their index entries; returns how many existed.
+const END_HANDLES_FN: &str = r#"
+local p = ARGV[1]
+local function end_handles(handles)
+  local n = 0
+  for _, h in ipairs(handles) do
+    local k = p .. 's:' .. h
+    local m = redis.call('HGET', k, 'm')
+    if m then
+      local ok, meta = pcall(cjson.decode, m)
+      if ok and type(meta) == 'table' then
+        for _, f in ipairs({'subject', 'sub', 'user_name'}) do
+          if type(meta[f]) == 'string' then redis.call('SREM', p .. 'u:' .. meta[f], h) end
+        end
+        if type(meta.sid) == 'string' then redis.call('SREM', p .. 'sid:' .. meta.sid, h) end
+      end
+      n = n + redis.call('DEL', k)
+    end
+    redis.call('ZREM', p .. 'sessions', h)
+    redis.call('ZREM', p .. 'sessions:seen', h)
+  end
+  if #handles > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '|s|' .. table.concat(handles, ',')) end
+  return n
+end
+local function members(keys)
+  local seen, out = {}, {}
+  for _, key in ipairs(keys) do
+    for _, h in ipairs(redis.call('SMEMBERS', p .. key)) do
+      if not seen[h] then seen[h] = true; out[#out + 1] = h end
+    end
+  end
+  return out
+end
+"#;
+
+/// Lua, ends sessions. ARGV: prefix, channel, origin, `h` (handles follow) or `set` (index keys follow).
+const END_SESSIONS: &str = r#"
+local rest = {}
+for i = 5, #ARGV do rest[#rest + 1] = ARGV[i] end
+if ARGV[4] == 'h' then return end_handles(rest) end
+return end_handles(members(rest))
+"#;
+
+/// Lua, saves a session. KEYS: the session, the session index (by end), the index by last use, then the user
+/// and sid index sets. ARGV: prefix, channel, origin, `new` or `update`, meta, sealed, ttl in ms, handle,
+/// expires_at, last_seen.
+const SAVE: &str = r#"
+if ARGV[4] == 'update' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[5], 'x', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[9], ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[10], ARGV[8])
+local ttl = tonumber(ARGV[7])
+for i = 4, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[8])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+if ARGV[4] == 'update' then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '|s|' .. ARGV[8]) end
+return 1
+"#;
+
+/// Lua, commits a directory change if the directory is still at the expected version. ARGV: prefix, channel,
+/// origin, expected version, the change as JSON. Returns {sessions ended, new version}, or {-1, version}.
+const TRANSACT: &str = r#"
+local v = tonumber(redis.call('GET', p .. 'dir:version') or '0')
+if v ~= tonumber(ARGV[4]) then return {-1, v} end
+local c = cjson.decode(ARGV[5])
+for _, e in ipairs(c.pu) do redis.call('HSET', p .. 'dir:users', e[1], e[2]) end
+for _, id in ipairs(c.du) do redis.call('HDEL', p .. 'dir:users', id) end
+for _, e in ipairs(c.pg) do redis.call('HSET', p .. 'dir:groups', e[1], e[2]) end
+for _, id in ipairs(c.dg) do redis.call('HDEL', p .. 'dir:groups', id) end
+for _, k in ipairs(c.ur) do redis.call('HDEL', p .. 'dir:revocations', k) end
+for _, e in ipairs(c.rv) do redis.call('HSET', p .. 'dir:revocations', e[1], e[2]) end
+local keys = {}
+for _, u in ipairs(c.es) do keys[#keys + 1] = 'u:' .. u end
+local n = end_handles(members(keys))
+for _, k in ipairs(keys) do redis.call('DEL', p .. k) end
+v = redis.call('INCR', p .. 'dir:version')
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. '|d|' .. v)
+return {n, v}
+"#;
+
+/// Lua: deletes a lock only when it still holds our token.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+static END_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{END_HANDLES_FN}{END_SESSIONS}")));
+static SAVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SAVE));
+static TRANSACT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{END_HANDLES_FN}{TRANSACT}")));
+static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    pu: Vec<(&'a str, String)>,
+    du: &'a [String],
+    pg: Vec<(&'a str, String)>,
+    dg: &'a [String],
+    rv: Vec<(&'a str, String)>,
+    ur: &'a [String],
+    es: Vec<String>,
+}
+
+/// JSON text of a stored record.
+fn enc<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| err("encode", e))
+}
+
+type DirHashes = (Option<u64>, HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
+
+fn dir_pipe() -> ::redis::Pipeline {
+    let mut pipe = ::redis::pipe();
+    pipe.atomic()
+        .get(format!("{PREFIX}dir:version"))
+        .hgetall(format!("{PREFIX}dir:users"))
+        .hgetall(format!("{PREFIX}dir:groups"))
+        .hgetall(format!("{PREFIX}dir:revocations"));
+    pipe
+}
+
+fn decode_dir((version, users, groups, revocations): DirHashes) -> Result<(u64, DirData), StoreError> {
+    let mut data = DirData::default();
+    for text in users.values() {
+        let r: Resource = serde_json::from_str(text).map_err(|e| err("a stored user is damaged", e))?;
+        data.users.insert(r.id.clone(), Arc::new(r));
+    }
+    for text in groups.values() {
+        let r: Resource = serde_json::from_str(text).map_err(|e| err("a stored group is damaged", e))?;
+        data.groups.insert(r.id.clone(), Arc::new(r));
+    }
+    for text in revocations.values() {
+        let r: Revocation = serde_json::from_str(text).map_err(|e| err("a stored revocation is damaged", e))?;
+        data.revocations.insert(r.key.clone(), r);
+    }
+    Ok((version.unwrap_or(0), data))
+}
+
+impl RedisStore {
+    /// A store on the Redis `config` names. Connects lazily (the first call connects), reconnects by itself,
+    /// and starts the subscriber of invalidations and a health check on the current tokio runtime.
+    pub fn open(config: &RedisConfig) -> Result<RedisStore, StoreError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(StoreError("the redis store needs a tokio runtime".into()));
+        };
+        let client = Client::open(config.url.expose().as_str()).map_err(|e| err("bad url", e.kind_str()))?;
+        // Fail fast: a request waits at most about a second for Redis, then fails closed; reconnection is
+        // retried in the background (and by the health check) rather than inside a request.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(1000)))
+            .set_response_timeout(Some(Duration::from_millis(1500)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let _guard = runtime.enter();
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(|e| err("cannot set up the connection", e.kind_str()))?;
+        let inner = Arc::new(Inner {
+            client,
+            conn,
+            display: config.display.clone(),
+            origin: crate::secret::random_token(12),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(5 * 60))
+                .time_to_live(Duration::from_secs(15 * 60))
+                .build(),
+            grace: (!config.grace.is_zero())
+                .then(|| moka::sync::Cache::builder().max_capacity(100_000).time_to_live(config.grace).build()),
+            generation: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            dir_dirty: AtomicBool::new(true),
+            dir: Mutex::new(DirCopy::default()),
+            up: AtomicBool::new(true),
+            changed: Arc::new(tokio::sync::Notify::new()),
+            resubscribe: Arc::new(tokio::sync::Notify::new()),
+            metrics: StoreMetrics::new(),
+        });
+        runtime.spawn(subscriber(Arc::downgrade(&inner)));
+        runtime.spawn(health_check(Arc::downgrade(&inner)));
+        Ok(RedisStore { inner })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The subscriber holds no reference to this; wake it so that it notices and stops.
+        self.resubscribe.notify_waiters();
+    }
+}
+
+impl Inner {
+    /// Runs one Redis call with a deadline, counting it; a failure marks the store down.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = ::redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(OP_TIMEOUT, fut).await;
+        self.metrics.latency.observe(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(err(op, e.kind_str())),
+            Err(_) => Err(err(op, "timeout")),
+        };
+        match &outcome {
+            Ok(_) => self.mark_up(),
+            Err(e) => {
+                self.metrics.errors.get_or_create(&super::StoreOpLabels { op }).inc();
+                self.mark_down(e);
+            }
+        }
+        outcome
+    }
+
+    fn mark_up(&self) {
+        if !self.up.swap(true, Ordering::Relaxed) {
+            tracing::warn!(redis = %self.display, "the redis store is reachable again");
+        }
+    }
+
+    fn mark_down(&self, e: &StoreError) {
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::error!(redis = %self.display, error = %e, "the redis store is unreachable: requests that need it fail closed");
+        }
+    }
+
+    /// Forgets every cached session and the directory's freshness: after a missed announcement.
+    fn drop_local(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+        self.dir_dirty.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    fn forget(&self, handles: &[&str]) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for h in handles {
+            self.cache.invalidate(*h);
+            if let Some(g) = &self.grace {
+                g.invalidate(*h);
+            }
+        }
+    }
+
+    /// `session` was verified just now: it may serve through the grace.
+    fn verified(&self, handle: &str, session: &Arc<Session>) {
+        if let Some(g) = &self.grace {
+            g.insert(handle.to_string(), session.clone());
+        }
+    }
+
+    /// An announcement: `origin|s|handle,handle` (sessions changed or ended) or `origin|d|version`.
+    fn on_event(&self, payload: &str) {
+        let mut parts = payload.splitn(3, '|');
+        let (Some(origin), Some(kind), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        match kind {
+            // Our own writes already updated or cleared our cache.
+            "s" if origin != self.origin => self.forget(&rest.split(',').collect::<Vec<_>>()),
+            "d" => {
+                let ours = origin == self.origin && rest.parse::<u64>().ok() == Some(lock(&self.dir).version);
+                if !ours {
+                    self.dir_dirty.store(true, Ordering::SeqCst);
+                    self.changed.notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn end_sessions(&self, mode: &str, names: &[String]) -> Result<usize, StoreError> {
+        let mut inv = END_SCRIPT.prepare_invoke();
+        inv.arg(PREFIX).arg(CHANNEL).arg(&self.origin).arg(mode);
+        for n in names {
+            inv.arg(n);
+        }
+        let mut conn = self.conn.clone();
+        let n: usize = self.call("end sessions", inv.invoke_async(&mut conn)).await?;
+        // Which handles ended is known only to Redis: forget the whole cache (ending sessions is rare).
+        self.drop_local_sessions();
+        Ok(n)
+    }
+
+    /// Sessions may have ended without this replica learning which: forget them all, the grace too.
+    fn drop_local_sessions(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+        if let Some(g) = &self.grace {
+            g.invalidate_all();
+        }
+    }
+
+    async fn read_directory(&self) -> Result<(u64, DirData), StoreError> {
+        let mut conn = self.conn.clone();
+        let hashes: DirHashes = self.call("read the directory", dir_pipe().query_async(&mut conn)).await?;
+        decode_dir(hashes)
+    }
+
+    async fn load_uncached(&self, id: &str, handle: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        let seen = self.generation.load(Ordering::SeqCst);
+        let mut conn = self.conn.clone();
+        let sealed: Option<Vec<u8>> = self
+            .call("load a session", ::redis::cmd("HGET").arg(session_key_name(handle)).arg("x").query_async(&mut conn))
+            .await?;
+        // A record that does not open is no session.
+        let session = sealed.and_then(|s| open_sealed(id, handle, &s)).map(Arc::new);
+        if let Some(s) = &session
+            && self.generation.load(Ordering::SeqCst) == seen
+        {
+            self.verified(handle, s);
+            if self.subscribed.load(Ordering::SeqCst) {
+                self.cache.insert(handle.to_string(), s.clone());
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// Listens for announcements of other replicas; on every (re)subscription, drops the local caches, which may
+/// have missed some while nobody listened.
+async fn subscriber(weak: Weak<Inner>) {
+    use futures_util::StreamExt;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let (client, wake) = (inner.client.clone(), inner.resubscribe.clone());
+        drop(inner);
+        let connected = tokio::time::timeout(OP_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            Ok::<_, ::redis::RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(pubsub)) = connected {
+            let Some(inner) = weak.upgrade() else { return };
+            inner.drop_local();
+            inner.subscribed.store(true, Ordering::SeqCst);
+            tracing::info!(redis = %inner.display, "subscribed to the store's invalidations");
+            drop(inner);
+            let mut messages = std::pin::pin!(pubsub.into_on_message());
+            loop {
+                let resubscribe = wake.notified();
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::select! {
+                    msg = messages.next() => match msg {
+                        Some(msg) => {
+                            let Some(inner) = weak.upgrade() else { return };
+                            if let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) {
+                                inner.on_event(payload);
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = resubscribe => break,
+                }
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            inner.subscribed.store(false, Ordering::SeqCst);
+            inner.drop_local();
+            tracing::warn!(redis = %inner.display, "lost the subscription to the store's invalidations; caches dropped");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Pings Redis twice a second: readiness follows, a dead connection is noticed without a request, and the
+/// subscriber is told to reconnect when the connection came back (it may have missed announcements).
+async fn health_check(weak: Weak<Inner>) {
+    let mut was_up = true;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let mut conn = inner.conn.clone();
+        let ok = inner.call("ping", ::redis::cmd("PING").query_async::<String>(&mut conn)).await.is_ok();
+        if !ok {
+            inner.subscribed.store(false, Ordering::SeqCst);
+            inner.drop_local();
+        }
+        if ok && !was_up {
+            inner.resubscribe.notify_waiters();
+        }
+        was_up = ok;
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn load<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<Session>>> {
+        Box::pin(async move {
+            let handle = session_handle(id);
+            if self.inner.subscribed.load(Ordering::SeqCst)
+                && let Some(s) = self.inner.cache.get(&handle)
+            {
+                self.inner.verified(&handle, &s);
+                return Ok(Some(s));
+            }
+            match self.inner.load_uncached(id, &handle).await {
+                Err(e) => match self.inner.grace.as_ref().and_then(|g| g.get(&handle)) {
+                    // Redis is away, and this session was good a moment ago: the configured grace.
+                    Some(s) => Ok(Some(s)),
+                    None => Err(e),
+                },
+                other => other,
+            }
+        })
+    }
+
+    fn save<'a>(&'a self, session: Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let seen = inner.generation.load(Ordering::SeqCst);
+            let handle = session_handle(session.id.expose());
+            let sealed = seal(&handle, &session)?;
+            let id = &session.identity;
+            let meta = Meta {
+                subject: id.subject.to_lowercase(),
+                sub: id.sub.to_lowercase(),
+                user_name: id.preferred_username.as_ref().map(|u| u.to_lowercase()),
+                sid: session.sid.clone(),
+                created_at: session.created_at,
+                last_seen: session.last_seen,
+                expires_at: session.expires_at,
+            };
+            let ttl_ms = session.expires_at.saturating_sub(unix_now()).max(1).saturating_mul(1000);
+            // A new sign-in creates; a later save (use, refresh) only updates, so that a session ended
+            // meanwhile (revoked on another replica, say) is not brought back.
+            let mode = if session.last_seen == session.created_at { "new" } else { "update" };
+            let mut inv = SAVE_SCRIPT.prepare_invoke();
+            inv.key(session_key_name(&handle)).key(format!("{PREFIX}sessions")).key(format!("{PREFIX}sessions:seen"));
+            let mut indexed = vec![meta.subject.clone(), meta.sub.clone()];
+            indexed.extend(meta.user_name.clone());
+            indexed.sort();
+            indexed.dedup();
+            for u in &indexed {
+                inv.key(format!("{PREFIX}u:{u}"));
+            }
+            if let Some(sid) = &meta.sid {
+                inv.key(format!("{PREFIX}sid:{sid}"));
+            }
+            inv.arg(PREFIX)
+                .arg(CHANNEL)
+                .arg(&inner.origin)
+                .arg(mode)
+                .arg(enc(&meta)?)
+                .arg(sealed)
+                .arg(ttl_ms)
+                .arg(&handle)
+                .arg(session.expires_at)
+                .arg(session.last_seen);
+            let mut conn = inner.conn.clone();
+            let written: i64 = inner.call("save a session", inv.invoke_async(&mut conn)).await?;
+            if written > 0 && inner.generation.load(Ordering::SeqCst) == seen {
+                let session = Arc::new(session);
+                inner.verified(&handle, &session);
+                if inner.subscribed.load(Ordering::SeqCst) {
+                    inner.cache.insert(handle, session);
+                }
+            } else {
+                inner.forget(&[&handle]);
+            }
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let handle = session_handle(id);
+            self.inner.forget(&[&handle]);
+            self.inner.end_sessions("h", &[handle]).await.map(|_| ())
+        })
+    }
+
+    fn delete_by_sid<'a>(&'a self, sid: &'a str) -> StoreFuture<'a, usize> {
+        Box::pin(async move { self.inner.end_sessions("set", &[format!("sid:{sid}")]).await })
+    }
+
+    fn delete_by_user<'a>(&'a self, user: &'a str) -> StoreFuture<'a, usize> {
+        Box::pin(async move { self.inner.end_sessions("set", &[format!("u:{}", user.to_lowercase())]).await })
+    }
+
+    fn delete_by_handle<'a>(&'a self, handle: &'a str) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            let handle = handle.to_ascii_lowercase();
+            if handle.is_empty() || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(0);
+            }
+            self.inner.end_sessions("h", &[handle]).await
+        })
+    }
+
+    fn list<'a>(&'a self, user: Option<&'a str>) -> StoreFuture<'a, Vec<SessionInfo>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut conn = inner.conn.clone();
+            let handles: Vec<String> = match user {
+                Some(u) => {
+                    inner
+                        .call(
+                            "list sessions",
+                            ::redis::cmd("SMEMBERS")
+                                .arg(format!("{PREFIX}u:{}", u.to_lowercase()))
+                                .query_async(&mut conn),
+                        )
+                        .await?
+                }
+                None => {
+                    inner
+                        .call(
+                            "list sessions",
+                            ::redis::cmd("ZRANGE")
+                                .arg(format!("{PREFIX}sessions"))
+                                .arg(0)
+                                .arg(-1)
+                                .query_async(&mut conn),
+                        )
+                        .await?
+                }
+            };
+            if handles.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = ::redis::pipe();
+            for h in &handles {
+                pipe.hget(session_key_name(h), "m");
+            }
+            let metas: Vec<Option<String>> = inner.call("list sessions", pipe.query_async(&mut conn)).await?;
+            let mut out: Vec<SessionInfo> = handles
+                .into_iter()
+                .zip(metas)
+                .filter_map(|(handle, m)| {
+                    // Gone (expired) since it was indexed, or unreadable: not listed.
+                    let m: Meta = serde_json::from_str(&m?).ok()?;
+                    Some(SessionInfo {
+                        handle,
+                        subject: m.subject,
+                        user_name: m.user_name,
+                        created_at: m.created_at,
+                        last_seen: m.last_seen,
+                        expires_at: m.expires_at,
+                    })
+                })
+                .collect();
+            out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.handle.cmp(&b.handle)));
+            Ok(out)
+        })
+    }
+}
+
+impl Store for RedisStore {
+    fn load_directory(&self) -> Result<DirData, StoreError> {
+        // Blocking, at start-up: a connection of its own, so no runtime is needed to wait on.
+        let mut conn = self
+            .inner
+            .client
+            .get_connection_with_timeout(OP_TIMEOUT)
+            .map_err(|e| err(&format!("cannot connect to {}", self.inner.display), e.kind_str()))?;
+        let _ = conn.set_read_timeout(Some(OP_TIMEOUT));
+        let hashes: DirHashes = dir_pipe().query(&mut conn).map_err(|e| err("read the directory", e.kind_str()))?;
+        let (version, data) = decode_dir(hashes)?;
+        let mut copy = lock(&self.inner.dir);
+        copy.version = version;
+        copy.data = Some(Arc::new(data.clone()));
+        copy.checked = Some(tokio::time::Instant::now());
+        Ok(data)
+    }
+
+    fn transact<'a>(&'a self, f: ChangeFn<ScimError>) -> StoreFuture<'a, Result<Committed, ScimError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut conn = inner.conn.clone();
+            // One writer at a time across replicas, like SQLite's BEGIN IMMEDIATE: what `f` sees is what it
+            // changes.
+            let token = crate::secret::random_token(16);
+            let lock_key = format!("{PREFIX}dir:lock");
+            let deadline = tokio::time::Instant::now() + DIR_LOCK_TTL;
+            loop {
+                let got: Option<String> = inner
+                    .call(
+                        "lock the directory",
+                        ::redis::cmd("SET")
+                            .arg(&lock_key)
+                            .arg(&token)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(DIR_LOCK_TTL.as_millis() as u64)
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                if got.is_some() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError("redis: the directory stayed locked by another writer".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let result = self.transact_locked(f).await;
+            let unlocked: Result<i64, _> = inner
+                .call("unlock the directory", UNLOCK_SCRIPT.key(&lock_key).arg(&token).invoke_async(&mut conn))
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "cannot release the directory lock; it expires by itself");
+            }
+            result
+        })
+    }
+
+    fn reload_if_changed<'a>(&'a self) -> StoreFuture<'a, Option<Arc<DirData>>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let now = tokio::time::Instant::now();
+            {
+                let copy = lock(&inner.dir);
+                let recent = copy.checked.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1));
+                // Announcements arrive within milliseconds; still look once a second, in case one was lost.
+                if recent && !inner.dir_dirty.load(Ordering::SeqCst) && inner.subscribed.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+            }
+            inner.dir_dirty.store(false, Ordering::SeqCst);
+            let mut conn = inner.conn.clone();
+            let version: Option<u64> = match inner
+                .call(
+                    "directory version",
+                    ::redis::cmd("GET").arg(format!("{PREFIX}dir:version")).query_async(&mut conn),
+                )
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    inner.dir_dirty.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
+            {
+                let mut copy = lock(&inner.dir);
+                copy.checked = Some(now);
+                if version.unwrap_or(0) == copy.version && copy.data.is_some() {
+                    return Ok(None);
+                }
+            }
+            let (version, data) = match inner.read_directory().await {
+                Ok(d) => d,
+                Err(e) => {
+                    inner.dir_dirty.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
+            // Another replica changed the directory: it may have ended sessions cached here.
+            inner.drop_local_sessions();
+            let data = Arc::new(data);
+            let mut copy = lock(&inner.dir);
+            copy.version = version;
+            copy.data = Some(data.clone());
+            Ok(Some(data))
+        })
+    }
+
+    fn purge_expired<'a>(&'a self, now: u64, idle_before: u64) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            // Redis expires the session keys by itself at their end; this removes their index entries, and
+            // the sessions the idle timeout ended (their keys would otherwise stay until their end).
+            let inner = &self.inner;
+            let mut purged = 0;
+            for (index, cutoff) in [("sessions", now), ("sessions:seen", idle_before)] {
+                let mut conn = inner.conn.clone();
+                let handles: Vec<String> = inner
+                    .call(
+                        "purge sessions",
+                        ::redis::cmd("ZRANGEBYSCORE")
+                            .arg(format!("{PREFIX}{index}"))
+                            .arg("-inf")
+                            .arg(cutoff)
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(1000)
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                if !handles.is_empty() {
+                    purged += inner.end_sessions("h", &handles).await?;
+                }
+            }
+            Ok(purged)
+        })
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        (!self.inner.up.load(Ordering::Relaxed)).then(|| "the redis store is unreachable".to_string())
+    }
+
+    fn metrics(&self) -> Option<StoreMetrics> {
+        Some(self.inner.metrics.clone())
+    }
+
+    fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.changed.clone())
+    }
+
+    fn lock_refresh<'a>(&'a self, id: &'a str, ttl: Duration) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let token = crate::secret::random_token(16);
+            let mut conn = self.inner.conn.clone();
+            let got: Option<String> = self
+                .inner
+                .call(
+                    "lock a refresh",
+                    ::redis::cmd("SET")
+                        .arg(format!("{PREFIX}refresh:{}", session_handle(id)))
+                        .arg(&token)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl.as_millis().max(1) as u64)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            Ok(got.map(|_| token))
+        })
+    }
+
+    fn unlock_refresh<'a>(&'a self, id: &'a str, token: String) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let key = format!("{PREFIX}refresh:{}", session_handle(id));
+            let _: i64 =
+                self.inner.call("unlock a refresh", UNLOCK_SCRIPT.key(key).arg(token).invoke_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn load_fresh<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<Session>>> {
+        Box::pin(async move {
+            let handle = session_handle(id);
+            self.inner.forget(&[&handle]);
+            self.inner.load_uncached(id, &handle).await
+        })
+    }
+}
+
+impl RedisStore {
+    async fn transact_locked(&self, f: ChangeFn<ScimError>) -> Result<Result<Committed, ScimError>, StoreError> {
+        let inner = &self.inner;
+        let mut conn = inner.conn.clone();
+        let version: Option<u64> = inner
+            .call("directory version", ::redis::cmd("GET").arg(format!("{PREFIX}dir:version")).query_async(&mut conn))
+            .await?;
+        let cached = {
+            let copy = lock(&inner.dir);
+            copy.data.clone().filter(|_| copy.version == version.unwrap_or(0))
+        };
+        let (version, mut data) = match cached {
+            Some(d) => (version.unwrap_or(0), (*d).clone()),
+            None => inner.read_directory().await?,
+        };
+        let change = match f(&data) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let pairs = |items: &[Resource]| -> Result<Vec<(String, String)>, StoreError> {
+            items.iter().map(|r| Ok((r.id.clone(), enc(r)?))).collect()
+        };
+        let (pu, pg) = (pairs(&change.put_users)?, pairs(&change.put_groups)?);
+        let rv = change.revoke.iter().map(|r| Ok((r.key.clone(), enc(r)?))).collect::<Result<Vec<_>, StoreError>>()?;
+        let json = enc(&ChangeJson {
+            pu: pu.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
+            du: &change.delete_users,
+            pg: pg.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
+            dg: &change.delete_groups,
+            rv: rv.iter().map(|(k, v): &(String, String)| (k.as_str(), v.clone())).collect(),
+            ur: &change.unrevoke,
+            es: change.end_sessions.iter().map(|u| u.to_lowercase()).collect(),
+        })?;
+        let (ended, new_version): (i64, u64) = inner
+            .call(
+                "write the directory",
+                TRANSACT_SCRIPT
+                    .arg(PREFIX)
+                    .arg(CHANNEL)
+                    .arg(&inner.origin)
+                    .arg(version)
+                    .arg(json)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        if ended < 0 {
+            // Only a writer that outlived its lock gets here; nothing was written.
+            inner.dir_dirty.store(true, Ordering::SeqCst);
+            return Err(StoreError("redis: the directory changed during the write; nothing was written".into()));
+        }
+        if !change.end_sessions.is_empty() {
+            inner.drop_local_sessions();
+        }
+        data.apply(&change);
+        let data = Arc::new(data);
+        let mut copy = lock(&inner.dir);
+        copy.version = new_version;
+        copy.data = Some(data.clone());
+        Ok(Ok(Committed { data, sessions_ended: ended as usize, change }))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A `redis-server` of our own on a free loopback port, in a temp dir, nothing saved; killed when dropped.
+    pub struct TestRedis {
+        child: std::process::Child,
+        dir: std::path::PathBuf,
+        /// `redis://127.0.0.1:PORT`
+        pub url: String,
+    }
+
+    impl TestRedis {
+        /// SIGKILL.
+        pub fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Starts one, or returns `None` (with a notice) when redis-server is not installed, unless
+    /// POSTERN_REQUIRE_REDIS=1 demands it.
+    pub fn start_redis() -> Option<TestRedis> {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-redis-{}-{}",
+            std::process::id(),
+            crate::secret::random_token(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    assert!(
+                        std::env::var("POSTERN_REQUIRE_REDIS").as_deref() != Ok("1"),
+                        "redis-server is not installed and POSTERN_REQUIRE_REDIS=1"
+                    );
+                    eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return None;
+                }
+                Err(e) => panic!("cannot start redis-server: {e}"),
+            };
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(TestRedis { child, dir, url: format!("redis://127.0.0.1:{port}") });
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn store(url: &str) -> Arc<RedisStore> {
+        Arc::new(RedisStore::open(&RedisConfig::parse(url, None).unwrap()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn redis_store_conforms() {
+        let Some(sessions) = start_redis() else { return };
+        crate::session::memory::conformance::run(store(&sessions.url)).await;
+        let Some(directory) = start_redis() else { return };
+        let url = directory.url.clone();
+        crate::store::conformance::run(store(&url), Some(Box::new(move || store(&url) as Arc<dyn Store>))).await;
+    }
+
+    #[tokio::test]
+    async fn sessions_are_sealed_with_their_own_ticket_and_keyed_by_its_hash() {
+        let Some(redis) = start_redis() else { return };
+        let a = store(&redis.url);
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
+        let identity = crate::identity::Identity::from_claims(
+            claims.as_object().cloned().unwrap(),
+            crate::identity::Proof::Session,
+        );
+        let session = Session {
+            id: Secret::new("the-ticket-value-with-256-bits-of-randomness".into()),
+            identity,
+            id_token: Some(Secret::new("the-id-token".into())),
+            refresh_token: Some(Secret::new("the-refresh-token".into())),
+            created_at: 1,
+            last_seen: 1,
+            expires_at: unix_now() + 3600,
+            sid: None,
+        };
+        a.save(session.clone()).await.unwrap();
+        let mut conn = a.inner.client.get_connection().unwrap();
+        let keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        let key = session_key_name(&session_handle(session.id.expose()));
+        assert!(keys.contains(&key), "{keys:?}");
+        let mut dump = Vec::new();
+        for k in &keys {
+            let kind: String = ::redis::cmd("TYPE").arg(k).query(&mut conn).unwrap();
+            if kind == "hash" {
+                let fields: Vec<Vec<u8>> = ::redis::cmd("HVALS").arg(k).query(&mut conn).unwrap();
+                fields.into_iter().for_each(|f| dump.extend(f));
+            }
+            dump.extend(k.as_bytes());
+        }
+        for secret in ["the-ticket-value", "the-id-token", "the-refresh-token"] {
+            assert!(!dump.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} is in Redis");
+        }
+        let ttl: i64 = ::redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
+        assert!((3590..=3600).contains(&ttl), "the key expires with the session: {ttl}");
+        // Another replica reads it; a record moved under another ticket's handle opens nothing.
+        let b = store(&redis.url);
+        assert!(b.load(session.id.expose()).await.unwrap().is_some());
+        let other = "another-ticket";
+        let sealed: Vec<u8> = ::redis::cmd("HGET").arg(&key).arg("x").query(&mut conn).unwrap();
+        assert!(open_sealed(other, &session_handle(other), &sealed).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_ended_on_one_replica_is_forgotten_by_the_others_at_once() {
+        let Some(redis) = start_redis() else { return };
+        let (a, b) = (store(&redis.url), store(&redis.url));
+        for s in [&a, &b] {
+            while !s.inner.subscribed.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
+        let identity = crate::identity::Identity::from_claims(
+            claims.as_object().cloned().unwrap(),
+            crate::identity::Proof::Session,
+        );
+        let now = unix_now();
+        let session = Session {
+            id: Secret::new("ticket-1".into()),
+            identity,
+            id_token: None,
+            refresh_token: None,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + 3600,
+            sid: None,
+        };
+        a.save(session).await.unwrap();
+        assert!(b.load("ticket-1").await.unwrap().is_some(), "b reads it, and caches it");
+        a.delete("ticket-1").await.unwrap();
+        let started = std::time::Instant::now();
+        while b.load("ticket-1").await.unwrap().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(1), "b still honours an ended session");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        eprintln!("b forgot the ended session after {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn concurrent_directory_writes_from_two_replicas_lose_nothing() {
+        let Some(redis) = start_redis() else { return };
+        let (a, b) = (store(&redis.url), store(&redis.url));
+        a.load_directory().unwrap();
+        b.load_directory().unwrap();
+        let put = |s: Arc<RedisStore>, id: String| async move {
+            s.transact(Box::new(move |d: &DirData| {
+                let mut r = Resource { id, doc: serde_json::Map::new(), created: 1, modified: 1, version: 1 };
+                r.doc.insert("seen".into(), serde_json::json!(d.users.len()));
+                Ok(crate::store::Change { put_users: vec![r], ..Default::default() })
+            }))
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        // Twenty writes at once, half through each replica: each sees all the writes before it.
+        let writes = (0..20).map(|i| put(if i % 2 == 0 { a.clone() } else { b.clone() }, format!("u{i:02}")));
+        let done = futures_util::future::join_all(writes).await;
+        let mut seen: Vec<u64> =
+            done.iter().map(|c| c.data.users[&c.change.put_users[0].id].doc["seen"].as_u64().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<u64>>(), "every write saw exactly the ones before it");
+        assert_eq!(a.load_directory().unwrap().users.len(), 20);
+        assert!(b.reload_if_changed().await.unwrap().is_none_or(|d| d.users.len() == 20));
+        assert_eq!(b.load_directory().unwrap().users.len(), 20);
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_never_shown() {
+        let c = RedisConfig::parse("rediss://app:pw-secret@redis.example.com:6380/2", None).unwrap();
+        assert_eq!(c.display, "rediss://app:***@redis.example.com:6380/2");
+        assert!(!format!("{c:?}").contains("pw-secret"));
+        let c = RedisConfig::parse("redis://redis:6379", Some("from-a-file")).unwrap();
+        assert!(c.url.expose().contains("from-a-file") && !c.display.contains("from-a-file"));
+        for bad in ["http://x:1", "redis://", "redis://h/notadb", "not a url with pw-secret"] {
+            let e = RedisConfig::parse(bad, None).unwrap_err();
+            assert!(!e.contains("pw-secret"), "{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod grace_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_verified_within_the_grace_is_served_while_redis_is_away() {
+        let Some(mut redis) = tests::start_redis() else { return };
+        let mut config = RedisConfig::parse(&redis.url, None).unwrap();
+        config.grace = Duration::from_secs(30);
+        let store = RedisStore::open(&config).unwrap();
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
+        let identity = crate::identity::Identity::from_claims(
+            claims.as_object().cloned().unwrap(),
+            crate::identity::Proof::Session,
+        );
+        let now = unix_now();
+        let session = Session {
+            id: Secret::new("ticket-g".into()),
+            identity,
+            id_token: None,
+            refresh_token: None,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + 3600,
+            sid: None,
+        };
+        store.save(session).await.unwrap();
+        assert!(store.load("ticket-g").await.unwrap().is_some());
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.load("ticket-g").await.unwrap().is_some(), "served through the grace");
+        assert!(store.load("another").await.is_err(), "anything else fails closed");
+    }
+}
