@@ -134,7 +134,7 @@ RSS_AFTER=$(rss)
 
 # PERF_CASE=<case>: afterwards, profile Postern (perf, call graphs) under that case's load for DURATION.
 if [ -n "${PERF_CASE:-}" ]; then
-  mkdir -p "$top/benches/results"; perf record -q -F 499 -g -o "$top/benches/results/perf-$PERF_CASE.data" -p "$PPID_POSTERN" -- sleep "${DURATION%s}" 2> /dev/null &
+  mkdir -p "$top/benches/results"; perf record -q -F 499 ${PERF_CALLGRAPH:--g} -o "$top/benches/results/perf-$PERF_CASE.data" -p "$PPID_POSTERN" -- sleep "${DURATION%s}" 2> /dev/null &
   perf_pid=$!; run_wrk "$PERF_CASE" "$DURATION" > /dev/null; wait "$perf_pid" || true
   mkdir -p "$top/benches/results"
   perf report -i "$top/benches/results/perf-$PERF_CASE.data" --no-children --stdio --percent-limit 0.7 -g none 2> /dev/null \
