@@ -14,6 +14,7 @@
 # the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
 # Installs nginx and wrk from the system's packages when missing. Loopback only.
 # PERF_CASE=c_postern_session (for example) also records a perf profile of Postern under that case's load.
+# PERF_CALLGRAPH="--call-graph dwarf" attributes the profile to callers (the release build has no frame pointers).
 set -euo pipefail
 
 DURATION=10s; ROUNDS=3; CONNS=64; WARMUP=3s
