@@ -144,7 +144,8 @@ pub async fn with_graph_groups(st: &State, p: Principal, request_id: &str) -> Pr
     }
     let mut resolved = id.clone();
     let lookup = match id.oid.as_deref() {
-        Some(oid) => graph.groups(id.tenant.as_deref(), oid).await,
+        // Boxed for the same reason as the refresh: a rare, large future.
+        Some(oid) => Box::pin(graph.groups(id.tenant.as_deref(), oid)).await,
         None => Err(crate::graph::GraphError::NoObjectId),
     };
     match lookup {
@@ -184,24 +185,24 @@ async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> 
         return Refreshed::Live(session);
     };
     let ticket = session.id.expose().clone();
-    let refreshed = st
-        .refreshes
-        .try_get_with(ticket.clone(), async {
-            let token = match st.store.lock_refresh(&ticket, REFRESH_LOCK_TTL).await {
-                Ok(Some(token)) => token,
-                Ok(None) => {
-                    tracing::info!(request_id, "another replica is refreshing this session; waiting for its result");
-                    return wait_for_other_refresh(st, &session).await;
-                }
-                Err(_) => return Err("session-store-failed"),
-            };
-            let result = refresh_now(st, &session, refresh_token.expose()).await;
-            if let Err(e) = st.store.unlock_refresh(&ticket, token).await {
-                tracing::warn!(error = %e, "cannot release a refresh lock; it expires by itself");
+    // Boxed: the refresh (token endpoint, ID-token check, store lock) makes a large future; inline, every
+    // request's future would carry (and move) its space although a refresh is rare.
+    let refreshed = Box::pin(st.refreshes.try_get_with(ticket.clone(), async {
+        let token = match st.store.lock_refresh(&ticket, REFRESH_LOCK_TTL).await {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                tracing::info!(request_id, "another replica is refreshing this session; waiting for its result");
+                return wait_for_other_refresh(st, &session).await;
             }
-            result
-        })
-        .await;
+            Err(_) => return Err("session-store-failed"),
+        };
+        let result = refresh_now(st, &session, refresh_token.expose()).await;
+        if let Err(e) = st.store.unlock_refresh(&ticket, token).await {
+            tracing::warn!(error = %e, "cannot release a refresh lock; it expires by itself");
+        }
+        result
+    }))
+    .await;
     match refreshed {
         Ok(s) => {
             st.metrics.refreshes.get_or_create(&OutcomeLabels { outcome: "success", reason: "ok" }).inc();
