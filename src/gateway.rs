@@ -772,5 +772,9 @@ mod future_size {
     fn a_requests_future_stays_small() {
         let handle = size_of_future(|s: &'static Shared, c: Conn, r: Request<Incoming>| handle(s, c, r));
         assert!(handle <= 6 * 1024, "gateway::handle's future is {handle} bytes: box the large, rare awaits");
+        let validate = size_of_future(
+            |b: &'static crate::token::BearerValidator, t: &'static str, a: Option<&'static [String]>| b.validate(t, a),
+        );
+        assert!(validate <= 1024, "a cached bearer token's future is {validate} bytes: box the verification");
     }
 }

@@ -122,7 +122,9 @@ impl BearerValidator {
             }
             None => {
                 self.stats.verifications.fetch_add(1, Ordering::Relaxed);
-                let outcome = match self.verify(token).await {
+                // Boxed: verifying (with a key fetch when needed) is a large future that only a cache miss uses;
+                // inline, every cached request's future would carry and move its space.
+                let outcome = match Box::pin(self.verify(token)).await {
                     Ok((identity, audiences)) => Outcome::Valid(Arc::new(identity), audiences),
                     Err(e) => Outcome::Refused(e),
                 };
