@@ -85,6 +85,7 @@ pub struct StoreFile {
     pub path: Option<Spanned<String>>,
     /// Redis: `redis://[user[:password]@]host[:port][/db]` or `rediss://` (TLS);
     /// `redis+sentinel://[user[:password]@]host:26379,host:26379/service[/db]` for the master Sentinels name.
+    /// `redis+cluster://[user[:password]@]host:6379,host:6379` for a Redis Cluster.
     pub url: Option<Spanned<String>>,
     /// Redis: the password, from the environment or a file (instead of writing it into `url`).
     pub password: Option<Spanned<SecretRef>>,

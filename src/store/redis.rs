@@ -1575,29 +1575,17 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_session_ended_on_one_replica_is_forgotten_by_the_others_at_once() {
         let Some(redis) = start_redis() else { return };
-        let (a, b) = (store(&redis.url), store(&redis.url));
+        ended_sessions_are_forgotten_at_once(&redis.url).await;
+    }
+
+    async fn ended_sessions_are_forgotten_at_once(url: &str) {
+        let (a, b) = (store(url), store(url));
         for s in [&a, &b] {
             while !s.inner.subscribed.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
-        let identity = crate::identity::Identity::from_claims(
-            claims.as_object().cloned().unwrap(),
-            crate::identity::Proof::Session,
-        );
-        let now = unix_now();
-        let session = Session {
-            id: Secret::new("ticket-1".into()),
-            identity,
-            id_token: None,
-            refresh_token: None,
-            created_at: now,
-            last_seen: now,
-            expires_at: now + 3600,
-            sid: None,
-        };
-        a.save(session).await.unwrap();
+        a.save(session("ticket-1")).await.unwrap();
         assert!(b.load("ticket-1").await.unwrap().is_some(), "b reads it, and caches it");
         a.delete("ticket-1").await.unwrap();
         let started = std::time::Instant::now();
@@ -1611,7 +1599,11 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn concurrent_directory_writes_from_two_replicas_lose_nothing() {
         let Some(redis) = start_redis() else { return };
-        let (a, b) = (store(&redis.url), store(&redis.url));
+        concurrent_directory_writes_lose_nothing(&redis.url).await;
+    }
+
+    async fn concurrent_directory_writes_lose_nothing(url: &str) {
+        let (a, b) = (store(url), store(url));
         a.load_directory().unwrap();
         b.load_directory().unwrap();
         let put = |s: Arc<RedisStore>, id: String| async move {
@@ -1743,6 +1735,61 @@ pub(crate) mod tests {
              {switched:?} after that ({failed} of {tries} writes failed closed meanwhile); {:?} in all",
             started.elapsed()
         );
+    }
+
+    /// Three masters on free ports joined into a Redis Cluster (`redis-cli --cluster create`).
+    pub fn start_cluster() -> Option<Vec<TestRedis>> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(start_server(|port, _| {
+                ["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")]
+                    .map(String::from)
+                    .to_vec()
+            })?);
+        }
+        let status = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let started = std::time::Instant::now();
+        for n in &nodes {
+            while !query::<String>(n.port, &["CLUSTER", "INFO"]).unwrap().contains("cluster_state:ok") {
+                assert!(started.elapsed() < Duration::from_secs(15), "the cluster never became ready");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(nodes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redis_cluster_store_conforms() {
+        let Some(nodes) = start_cluster() else { return };
+        let started = std::time::Instant::now();
+        let url = format!(
+            "redis+cluster://{}",
+            nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
+        );
+        crate::session::memory::conformance::run(store(&url)).await;
+        for n in &nodes {
+            let _: () = query(n.port, &["FLUSHALL"]).unwrap();
+        }
+        let factory = url.clone();
+        crate::store::conformance::run(store(&url), Some(Box::new(move || store(&factory) as Arc<dyn Store>))).await;
+        // The subscription is on the first node, the keys on another: announcements cross the cluster.
+        ended_sessions_are_forgotten_at_once(&url).await;
+        for n in &nodes {
+            let _: () = query(n.port, &["FLUSHALL"]).unwrap();
+        }
+        concurrent_directory_writes_lose_nothing(&url).await;
+        // Every key in one slot, on one node.
+        let per_node: Vec<usize> =
+            nodes.iter().map(|n| query::<Vec<String>>(n.port, &["KEYS", "*"]).unwrap().len()).collect();
+        assert_eq!(per_node.iter().filter(|&&k| k > 0).count(), 1, "keys on several nodes: {per_node:?}");
+        eprintln!("cluster conformance in {:?}; keys per node {per_node:?}", started.elapsed());
     }
 
     #[test]
