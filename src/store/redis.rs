@@ -1368,6 +1368,22 @@ impl Store for RedisStore {
             self.inner.load_uncached(id, &handle).await
         })
     }
+
+    fn recall<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            self.inner.call("recall", ::redis::cmd("GET").arg(format!("{PREFIX}c:{key}")).query_async(&mut conn)).await
+        })
+    }
+
+    fn remember<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let mut set = ::redis::cmd("SET");
+            set.arg(format!("{PREFIX}c:{key}")).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
+            self.inner.call("remember", set.query_async::<()>(&mut conn)).await
+        })
+    }
 }
 
 impl RedisStore {
