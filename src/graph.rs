@@ -1,7 +1,8 @@
 //! Microsoft Graph, for Entra group overage: when a token says its groups did not fit (or `[graph] always`),
 //! a user's transitive group ids come from `GET /users/{oid}/transitiveMemberOf/microsoft.graph.group`,
 //! every page followed, with an app-only token from the client-credentials grant. Results are remembered per
-//! user for `cache_ttl`, and concurrent lookups of one user make one call. A failure is never remembered and
+//! user for `cache_ttl` (and, with Redis, shared with the other replicas through the store for as long), and
+//! concurrent lookups of one user make one call. A failure is never remembered and
 //! never turns into "no groups": the caller keeps the groups unresolved, and group rules fail closed.
 //! Never logs a token.
 
@@ -75,6 +76,8 @@ pub struct GraphGroups {
     http: HttpClient,
     app_tokens: moka::future::Cache<String, (Secret<String>, u64)>,
     groups: moka::future::Cache<String, Arc<Vec<String>>>,
+    /// Where replicas share their lookups (Redis); `None` in tests.
+    shared: Option<Arc<dyn crate::store::Store>>,
     /// Counters.
     pub stats: GraphStats,
 }
@@ -94,8 +97,16 @@ impl GraphGroups {
             config,
             provider,
             http,
+            shared: None,
             stats: GraphStats::default(),
         }
+    }
+
+    /// Shares lookups with the other replicas through `store` (with Redis: one Graph lookup per user and
+    /// `cache_ttl` serves them all; embedded stores share nothing).
+    pub fn with_store(mut self, store: Arc<dyn crate::store::Store>) -> GraphGroups {
+        self.shared = Some(store);
+        self
     }
 
     /// True when `id`'s groups must come from Graph: its token reported an overage, or `always` is set and it
@@ -112,11 +123,35 @@ impl GraphGroups {
         }
         let key = format!("{}/{oid}", tid.unwrap_or("-"));
         self.groups
-            .try_get_with(key, async {
+            .try_get_with(key.clone(), async {
+                let shared_key = format!("graph:{key}");
+                if let Some(store) = &self.shared {
+                    // A lookup another replica made; a store that cannot answer only costs a Graph call.
+                    match store.recall(&shared_key).await {
+                        Ok(Some(bytes)) => match serde_json::from_slice::<Vec<String>>(&bytes) {
+                            Ok(groups) => return Ok(Arc::new(groups)),
+                            Err(_) => tracing::warn!("a shared Graph lookup is damaged: looking up again"),
+                        },
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot read the shared Graph lookups"),
+                    }
+                }
                 self.stats.lookups.fetch_add(1, Ordering::Relaxed);
                 let result = self.fetch(tid, oid).await.map(Arc::new);
-                if result.is_err() {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                match (&result, &self.shared) {
+                    (Err(_), _) => {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (Ok(groups), Some(store)) => {
+                        let stored = match serde_json::to_vec(&**groups) {
+                            Ok(bytes) => store.remember(&shared_key, bytes, self.config.cache_ttl).await,
+                            Err(e) => Err(crate::session::StoreError(e.to_string())),
+                        };
+                        if let Err(e) = stored {
+                            tracing::warn!(error = %e, "cannot share a Graph lookup with the other replicas");
+                        }
+                    }
+                    (Ok(_), None) => {}
                 }
                 result
             })

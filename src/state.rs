@@ -125,7 +125,9 @@ impl State {
             Some(g) => {
                 let graph_http = HttpClient::new(config.oidc.ca_file.as_deref(), g.timeout)
                     .map_err(|e| StartError::Keys(e.to_string()))?;
-                Some(Arc::new(crate::graph::GraphGroups::new(g.clone(), provider.clone(), graph_http)))
+                Some(Arc::new(
+                    crate::graph::GraphGroups::new(g.clone(), provider.clone(), graph_http).with_store(store.clone()),
+                ))
             }
             None => None,
         };

@@ -83,7 +83,9 @@ pub struct StoreFile {
     pub kind: Option<Spanned<String>>,
     /// The database file, relative to the config file (default `postern.db`).
     pub path: Option<Spanned<String>>,
-    /// Redis: `redis://[user[:password]@]host[:port][/db]` or `rediss://` (TLS).
+    /// Redis: `redis://[user[:password]@]host[:port][/db]` or `rediss://` (TLS);
+    /// `redis+sentinel://[user[:password]@]host:26379,host:26379/service[/db]` for the master Sentinels name.
+    /// `redis+cluster://[user[:password]@]host:6379,host:6379` for a Redis Cluster.
     pub url: Option<Spanned<String>>,
     /// Redis: the password, from the environment or a file (instead of writing it into `url`).
     pub password: Option<Spanned<SecretRef>>,

@@ -844,7 +844,10 @@ client_secret = { env = "SECRET" }
 
         for (store, expected) in [
             ("kind = \"redis\"", "p.toml:"),
-            ("kind = \"redis\"\nurl = \"http://user:hunter2@redis:6379\"", "expected redis:// or rediss://"),
+            (
+                "kind = \"redis\"\nurl = \"http://user:hunter2@redis:6379\"",
+                "expected redis://host:6379, rediss:// (TLS), redis+sentinel://",
+            ),
             ("kind = \"redis\"\nurl = \"redis://:hunter2@redis:6379/x\"", "database number"),
         ] {
             let text = format!("{GOOD}\n[store]\n{store}\n");

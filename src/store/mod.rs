@@ -259,6 +259,17 @@ pub trait Store: SessionStore {
     fn load_fresh<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<crate::session::Session>>> {
         self.load(id)
     }
+
+    /// A value another replica remembered under `key` with [`Store::remember`]; stores of one process share
+    /// nothing (the process has its own caches).
+    fn recall<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Remembers `value` under `key` for every replica, for `ttl`.
+    fn remember<'a>(&'a self, _key: &'a str, _value: Vec<u8>, _ttl: std::time::Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Opens the store `config` names; `keys[0]` (the session key) seals the secrets of sessions at rest, and

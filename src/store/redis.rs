@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Script};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use ::redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisResult, Script, TlsMode};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use serde::{Deserialize, Serialize};
@@ -24,8 +27,9 @@ use crate::scim::ScimError;
 use crate::secret::Secret;
 use crate::session::{Session, SessionInfo, SessionStore, StoreError, StoreFuture};
 
-/// Every key Postern writes starts with this.
-const PREFIX: &str = "postern:";
+/// Every key Postern writes starts with this. The hash tag `{postern}` puts them all in one slot of a Redis
+/// Cluster, so that one Lua script may touch any of them.
+const PREFIX: &str = "{postern}:";
 /// The pub/sub channel of invalidations.
 const CHANNEL: &str = "postern:events";
 /// One Redis call may take this long before it counts as a failure (and the request fails closed).
@@ -33,10 +37,22 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a directory writer may hold the lock; a crashed writer blocks others no longer than this.
 const DIR_LOCK_TTL: Duration = Duration::from_secs(10);
 
-/// `[store] kind = "redis"`, resolved: the URL with its password, which never reaches a log.
+/// Where Redis is.
+#[derive(Clone, PartialEq, Eq)]
+enum Target {
+    /// One server: its URL, password included.
+    Single(Secret<String>),
+    /// The master that Sentinels name for `service`. The sentinels are asked without credentials; `master`
+    /// is a URL (placeholder host) carrying the master's credentials, database and TLS.
+    Sentinel { sentinels: Vec<(String, u16)>, service: String, master: Secret<String>, tls: bool },
+    /// A Redis Cluster, through these seed nodes (URLs, password included).
+    Cluster(Vec<Secret<String>>),
+}
+
+/// `[store] kind = "redis"`, resolved: where Redis is, with its password, which never reaches a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    url: Secret<String>,
+    target: Target,
     /// The URL with the password replaced by `***`, for logs and errors.
     pub display: String,
     /// While Redis is unreachable, a session this replica verified within this long keeps working from its
@@ -50,18 +66,121 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Single,
+    Sentinel,
+    Cluster,
+}
+
 impl RedisConfig {
-    /// Checks `url` (`redis://` or `rediss://`) and sets `password` in it when given. The error never repeats
-    /// the URL, which may hold a password.
+    /// Checks `url` and sets `password` in it when given: `redis://` or `rediss://` (TLS) for one server,
+    /// `redis+sentinel://host:26379,host:26379/service[/db]` for the master that Sentinels name,
+    /// `redis+cluster://host:6379,host:6379` for a Redis Cluster (`rediss+...` for TLS). The error never
+    /// repeats the URL, which may hold a password.
     pub fn parse(url: &str, password: Option<&str>) -> Result<RedisConfig, String> {
-        let mut parsed =
-            url::Url::parse(url.trim()).map_err(|e| format!("not a URL ({e}): expected redis://host:6379"))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(format!(
-                "scheme {}: expected redis:// or rediss:// (TLS)",
-                if parsed.scheme().len() > 10 { "?" } else { parsed.scheme() }
-            ));
+        let url = url.trim();
+        let expected = "expected redis://host:6379, rediss:// (TLS), redis+sentinel://host:26379,host:26379/service or redis+cluster://host:6379,host:6379";
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!("not a URL: {expected}"));
+        };
+        let (mode, tls) = match scheme {
+            "redis" => (Mode::Single, false),
+            "rediss" => (Mode::Single, true),
+            "redis+sentinel" => (Mode::Sentinel, false),
+            "rediss+sentinel" => (Mode::Sentinel, true),
+            "redis+cluster" => (Mode::Cluster, false),
+            "rediss+cluster" => (Mode::Cluster, true),
+            // Not repeated: a mistyped URL may hold a password anywhere.
+            _ => return Err(format!("unknown scheme: {expected}")),
+        };
+        if mode == Mode::Single {
+            return Self::parse_single(url, password);
         }
+        let base = if tls { "rediss" } else { "redis" };
+        // `[user[:password]@]host:port,host:port[/path]`: the credentials end at the last `@`.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let default_port = if mode == Mode::Sentinel { 26379 } else { 6379 };
+        let mut nodes = Vec::new();
+        for host in hosts.split(',') {
+            let host = host.trim();
+            let parsed = url::Url::parse(&format!("{base}://{host}"))
+                .ok()
+                .filter(|u| {
+                    u.host_str().is_some_and(|h| !h.is_empty()) && u.path().is_empty() && u.username().is_empty()
+                })
+                .ok_or_else(|| {
+                    let shown = if host.len() > 64 { "?" } else { host };
+                    format!("\"{shown}\" is not host:port")
+                })?;
+            let host = parsed.host_str().unwrap_or_default().to_string();
+            nodes.push((host, parsed.port().unwrap_or(default_port)));
+        }
+        let hosts_text = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(",");
+        // The credentials, checked by the url crate on a placeholder host.
+        let mut creds =
+            url::Url::parse(&format!("{base}://{}placeholder", userinfo.map(|u| format!("{u}@")).unwrap_or_default()))
+                .map_err(|_| "the user or password is not valid in a URL (percent-encode it)".to_string())?;
+        if let Some(p) = password
+            && creds.set_password(Some(p)).is_err()
+        {
+            return Err("cannot put the password into the URL".into());
+        }
+        let shown_creds = match (creds.username(), creds.password()) {
+            ("", None) => String::new(),
+            (u, None) => format!("{u}@"),
+            (u, Some(_)) => format!("{u}:***@"),
+        };
+        let with_host = |host: &str, port: u16, path: &str| -> Result<Secret<String>, String> {
+            let mut u = creds.clone();
+            u.set_host(Some(host)).map_err(|_| "a host is not valid".to_string())?;
+            u.set_port(Some(port)).map_err(|_| "a port is not valid".to_string())?;
+            u.set_path(path);
+            Ok(Secret::new(u.to_string()))
+        };
+        let (target, display) = match mode {
+            Mode::Sentinel => {
+                let (service, db) = path.split_once('/').unwrap_or((path, ""));
+                if service.is_empty()
+                    || service.len() > 128
+                    || !service.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    return Err(
+                        "the path must name the Sentinel service (the master's name), such as /mymaster or /mymaster/0"
+                            .into(),
+                    );
+                }
+                if !db.is_empty() && db.parse::<u16>().is_err() {
+                    return Err("after the service name, only a database number, such as /mymaster/0".into());
+                }
+                let master = with_host("placeholder", 6379, db)?;
+                ::redis::IntoConnectionInfo::into_connection_info(master.expose().as_str())
+                    .map_err(|e| format!("the redis client refuses it: {}", e.kind_str()))?;
+                let shown_path = if db.is_empty() { service.to_string() } else { format!("{service}/{db}") };
+                (
+                    Target::Sentinel { sentinels: nodes, service: service.to_string(), master, tls },
+                    format!("{scheme}://{shown_creds}{hosts_text}/{shown_path}"),
+                )
+            }
+            _ => {
+                if !path.is_empty() && path != "0" {
+                    return Err("a Redis Cluster has only database 0: no path after the hosts".into());
+                }
+                let urls = nodes.iter().map(|(h, p)| with_host(h, *p, "")).collect::<Result<Vec<_>, _>>()?;
+                ::redis::cluster::ClusterClient::new(urls.iter().map(|u| u.expose().as_str()).collect::<Vec<_>>())
+                    .map_err(|e| format!("the redis client refuses it: {}", e.kind_str()))?;
+                (Target::Cluster(urls), format!("{scheme}://{shown_creds}{hosts_text}"))
+            }
+        };
+        Ok(RedisConfig { target, display, grace: Duration::ZERO })
+    }
+
+    fn parse_single(url: &str, password: Option<&str>) -> Result<RedisConfig, String> {
+        let mut parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e}): expected redis://host:6379"))?;
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err("no host: expected redis://host:6379".into());
         }
@@ -79,7 +198,241 @@ impl RedisConfig {
         if display.password().is_some() {
             let _ = display.set_password(Some("***"));
         }
-        Ok(RedisConfig { url: Secret::new(parsed.to_string()), display: display.to_string(), grace: Duration::ZERO })
+        Ok(RedisConfig {
+            target: Target::Single(Secret::new(parsed.to_string())),
+            display: display.to_string(),
+            grace: Duration::ZERO,
+        })
+    }
+}
+
+/// Requests fail fast: a request waits at most about a second for Redis, then fails closed.
+fn async_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(1000)))
+        .set_response_timeout(Some(Duration::from_millis(1500)))
+}
+
+/// How to reach Redis: one server, the master the Sentinels name, or a cluster.
+enum Connector {
+    Single(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Cluster { client: ClusterClient, nodes: Vec<Client> },
+}
+
+impl Connector {
+    fn new(target: &Target) -> RedisResult<Connector> {
+        Ok(match target {
+            Target::Single(url) => Connector::Single(Client::open(url.expose().as_str())?),
+            Target::Sentinel { sentinels, service, master, tls } => {
+                let addrs = sentinels.iter().map(|(host, port)| {
+                    if *tls {
+                        ConnectionAddr::TcpTls { host: host.clone(), port: *port, insecure: false, tls_params: None }
+                    } else {
+                        ConnectionAddr::Tcp(host.clone(), *port)
+                    }
+                });
+                let info = ::redis::IntoConnectionInfo::into_connection_info(master.expose().as_str())?;
+                let redis = info.redis_settings();
+                let mut builder = SentinelClientBuilder::new(addrs, service, SentinelServerType::Master)?
+                    .set_client_to_redis_db(redis.db());
+                if let Some(u) = redis.username() {
+                    builder = builder.set_client_to_redis_username(u);
+                }
+                if let Some(p) = redis.password() {
+                    builder = builder.set_client_to_redis_password(p);
+                }
+                if *tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+                }
+                Connector::Sentinel(tokio::sync::Mutex::new(builder.build()?))
+            }
+            Target::Cluster(urls) => {
+                let seeds: Vec<&str> = urls.iter().map(|u| u.expose().as_str()).collect();
+                let client = ClusterClient::builder(seeds.clone())
+                    .connection_timeout(Duration::from_millis(1000))
+                    .response_timeout(Duration::from_millis(1500))
+                    .retries(2)
+                    .max_retry_wait(200)
+                    .build()?;
+                let nodes = seeds.into_iter().map(Client::open).collect::<RedisResult<Vec<_>>>()?;
+                Connector::Cluster { client, nodes }
+            }
+        })
+    }
+
+    /// A client for the current master (Sentinel asked now).
+    async fn master(&self) -> RedisResult<Client> {
+        match self {
+            Connector::Single(c) => Ok(c.clone()),
+            Connector::Sentinel(s) => {
+                let mut s = s.lock().await;
+                s.async_get_client().await
+            }
+            Connector::Cluster { nodes, .. } => nodes
+                .first()
+                .cloned()
+                .ok_or_else(|| ::redis::RedisError::from((::redis::ErrorKind::InvalidClientConfig, "no node"))),
+        }
+    }
+
+    /// A connection for this runtime only.
+    async fn connect(self: &Arc<Self>) -> RedisResult<Conn> {
+        Ok(match &**self {
+            Connector::Single(c) => Conn::Plain(c.get_multiplexed_async_connection_with_config(&async_config()).await?),
+            Connector::Sentinel(_) => Conn::Resolved(Resolved::new(self.clone())),
+            Connector::Cluster { client, .. } => Conn::Cluster(client.get_async_connection().await?),
+        })
+    }
+
+    /// A subscription: to the master, or in a cluster (where PUBLISH reaches every node) to any node.
+    async fn pubsub(&self) -> RedisResult<::redis::aio::PubSub> {
+        match self {
+            Connector::Cluster { nodes, .. } => {
+                let mut last = None;
+                for node in nodes {
+                    match node.get_async_pubsub().await {
+                        Ok(p) => return Ok(p),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| (::redis::ErrorKind::InvalidClientConfig, "no node").into()))
+            }
+            other => other.master().await?.get_async_pubsub().await,
+        }
+    }
+}
+
+/// A connection to the master the Sentinels name, asked again after any failure: after a failover the old
+/// master drops its clients (or is gone, or answers READONLY), and the next call finds the new one.
+#[derive(Clone)]
+struct Resolved {
+    connector: Arc<Connector>,
+    /// The master's address and the connection to it.
+    current: Arc<Mutex<Option<(String, MultiplexedConnection)>>>,
+    db: i64,
+}
+
+impl Resolved {
+    fn new(connector: Arc<Connector>) -> Resolved {
+        Resolved { connector, current: Arc::default(), db: 0 }
+    }
+
+    async fn get(&self) -> RedisResult<MultiplexedConnection> {
+        if let Some((_, c)) = lock(&self.current).clone() {
+            return Ok(c);
+        }
+        let client = self.connector.master().await?;
+        let conn = client.get_multiplexed_async_connection_with_config(&async_config()).await?;
+        *lock(&self.current) = Some((client.get_connection_info().addr().to_string(), conn.clone()));
+        Ok(conn)
+    }
+
+    /// Asks the Sentinels which master is current: a failover promotes a replica before the old master learns
+    /// of it (and drops its clients), and writes in between would be lost. True when the master changed.
+    async fn follow(&self) -> RedisResult<bool> {
+        let named = self.connector.master().await?.get_connection_info().addr().to_string();
+        let mut current = lock(&self.current);
+        let moved = current.as_ref().is_some_and(|(addr, _)| *addr != named);
+        if moved {
+            *current = None;
+        }
+        Ok(moved)
+    }
+
+    fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &result
+            && (e.code().is_none() || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING")))
+        {
+            *lock(&self.current) = None;
+        }
+        result
+    }
+}
+
+/// A cluster connection made at the first call (the store opens without waiting for Redis); it then follows
+/// the cluster's slots and nodes by itself.
+#[derive(Clone)]
+struct Lazy {
+    client: Arc<ClusterClient>,
+    current: Arc<tokio::sync::Mutex<Option<ClusterConnection>>>,
+}
+
+impl Lazy {
+    async fn get(&self) -> RedisResult<ClusterConnection> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = &*current {
+            return Ok(c.clone());
+        }
+        let conn = self.client.get_async_connection().await?;
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// The connection requests use.
+#[derive(Clone)]
+enum Conn {
+    /// One server, reconnecting by itself.
+    Manager(ConnectionManager),
+    /// One server, for one runtime.
+    Plain(MultiplexedConnection),
+    /// The master the Sentinels name.
+    Resolved(Resolved),
+    /// A cluster, following its slots by itself.
+    Cluster(ClusterConnection),
+    /// The same, connected at the first call.
+    Lazy(Lazy),
+}
+
+impl ::redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a ::redis::Cmd) -> ::redis::RedisFuture<'a, ::redis::Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Resolved(r) => Box::pin(async move {
+                let result = match r.get().await {
+                    Ok(mut c) => c.req_packed_command(cmd).await,
+                    Err(e) => Err(e),
+                };
+                r.check(result)
+            }),
+            Conn::Lazy(l) => Box::pin(async move { l.get().await?.req_packed_command(cmd).await }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> ::redis::RedisFuture<'a, Vec<::redis::Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Resolved(r) => Box::pin(async move {
+                let result = match r.get().await {
+                    Ok(mut c) => c.req_packed_commands(pipeline, offset, count).await,
+                    Err(e) => Err(e),
+                };
+                r.check(result)
+            }),
+            Conn::Lazy(l) => Box::pin(async move { l.get().await?.req_packed_commands(pipeline, offset, count).await }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Resolved(r) => r.db,
+            Conn::Lazy(_) => 0,
+        }
     }
 }
 
@@ -121,8 +474,10 @@ impl std::fmt::Debug for RedisStore {
 }
 
 struct Inner {
-    client: Client,
-    conn: ConnectionManager,
+    /// Where Redis is, to connect afresh (at start-up, outside the runtime).
+    target: Target,
+    connector: Arc<Connector>,
+    conn: Conn,
     display: String,
     /// This process, so that it ignores its own announcements.
     origin: String,
@@ -330,14 +685,19 @@ fn enc<T: Serialize>(value: &T) -> Result<String, StoreError> {
 
 type DirHashes = (Option<u64>, HashMap<String, String>, HashMap<String, String>, HashMap<String, String>);
 
-fn dir_pipe() -> ::redis::Pipeline {
-    let mut pipe = ::redis::pipe();
-    pipe.atomic()
-        .get(format!("{PREFIX}dir:version"))
-        .hgetall(format!("{PREFIX}dir:users"))
-        .hgetall(format!("{PREFIX}dir:groups"))
-        .hgetall(format!("{PREFIX}dir:revocations"));
-    pipe
+/// Lua, reads the whole directory at once. KEYS: the version (which routes it in a cluster). ARGV: prefix.
+const READ_DIR: &str = r#"
+local p = ARGV[1]
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', p .. 'dir:users'),
+  redis.call('HGETALL', p .. 'dir:groups'), redis.call('HGETALL', p .. 'dir:revocations')}
+"#;
+
+static READ_DIR_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ_DIR));
+
+fn read_dir_invocation() -> ::redis::ScriptInvocation<'static> {
+    let mut inv = READ_DIR_SCRIPT.prepare_invoke();
+    inv.key(format!("{PREFIX}dir:version")).arg(PREFIX);
+    inv
 }
 
 fn decode_dir((version, users, groups, revocations): DirHashes) -> Result<(u64, DirData), StoreError> {
@@ -364,19 +724,31 @@ impl RedisStore {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(StoreError("the redis store needs a tokio runtime".into()));
         };
-        let client = Client::open(config.url.expose().as_str()).map_err(|e| err("bad url", e.kind_str()))?;
-        // Fail fast: a request waits at most about a second for Redis, then fails closed; reconnection is
-        // retried in the background (and by the health check) rather than inside a request.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(1000)))
-            .set_response_timeout(Some(Duration::from_millis(1500)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
+        let connector = Arc::new(Connector::new(&config.target).map_err(|e| err("bad url", e.kind_str()))?);
         let _guard = runtime.enter();
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| err("cannot set up the connection", e.kind_str()))?;
+        let conn = match &*connector {
+            Connector::Single(client) => {
+                // Fail fast: a request waits at most about a second for Redis, then fails closed; reconnection
+                // is retried in the background (and by the health check) rather than inside a request.
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_millis(1000)))
+                    .set_response_timeout(Some(Duration::from_millis(1500)))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(200));
+                Conn::Manager(
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+                        .map_err(|e| err("cannot set up the connection", e.kind_str()))?,
+                )
+            }
+            Connector::Sentinel(_) => Conn::Resolved(Resolved::new(connector.clone())),
+            Connector::Cluster { client, .. } => {
+                // The cluster connection connects at once; until it can, every call tries again.
+                Conn::Lazy(Lazy { client: Arc::new(client.clone()), current: Arc::default() })
+            }
+        };
         let inner = Arc::new(Inner {
-            client,
+            target: config.target.clone(),
+            connector,
             conn,
             display: config.display.clone(),
             origin: crate::secret::random_token(12),
@@ -493,7 +865,8 @@ impl Inner {
 
     async fn end_sessions(&self, mode: &str, names: &[String]) -> Result<usize, StoreError> {
         let mut inv = END_SCRIPT.prepare_invoke();
-        inv.arg(PREFIX).arg(CHANNEL).arg(&self.origin).arg(mode);
+        // The key only routes the script to our slot in a cluster.
+        inv.key(format!("{PREFIX}dir:version")).arg(PREFIX).arg(CHANNEL).arg(&self.origin).arg(mode);
         for n in names {
             inv.arg(n);
         }
@@ -515,7 +888,7 @@ impl Inner {
 
     async fn read_directory(&self) -> Result<(u64, DirData), StoreError> {
         let mut conn = self.conn.clone();
-        let hashes: DirHashes = self.call("read the directory", dir_pipe().query_async(&mut conn)).await?;
+        let hashes: DirHashes = self.call("read the directory", read_dir_invocation().invoke_async(&mut conn)).await?;
         decode_dir(hashes)
     }
 
@@ -545,10 +918,10 @@ async fn subscriber(weak: Weak<Inner>) {
     use futures_util::StreamExt;
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let (client, wake) = (inner.client.clone(), inner.resubscribe.clone());
+        let (connector, wake) = (inner.connector.clone(), inner.resubscribe.clone());
         drop(inner);
         let connected = tokio::time::timeout(OP_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = connector.pubsub().await?;
             pubsub.subscribe(CHANNEL).await?;
             Ok::<_, ::redis::RedisError>(pubsub)
         })
@@ -595,7 +968,28 @@ async fn health_check(weak: Weak<Inner>) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Some(inner) = weak.upgrade() else { return };
         let mut conn = inner.conn.clone();
-        let ok = inner.call("ping", ::redis::cmd("PING").query_async::<String>(&mut conn)).await.is_ok();
+        // EXISTS on a key of ours rather than PING: in a cluster it goes to the node that holds our keys.
+        let mut ok = inner
+            .call("ping", ::redis::cmd("EXISTS").arg(format!("{PREFIX}dir:version")).query_async::<i64>(&mut conn))
+            .await
+            .is_ok();
+        if let Conn::Resolved(r) = &inner.conn {
+            match tokio::time::timeout(OP_TIMEOUT, r.follow()).await {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) => {
+                    tracing::warn!(redis = %inner.display, "the Sentinels name another master: following it");
+                    // Subscribe again, on the new master; until then no cache is trusted.
+                    inner.subscribed.store(false, Ordering::SeqCst);
+                    inner.drop_local();
+                    inner.resubscribe.notify_waiters();
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(redis = %inner.display, error = %e.kind_str(), "cannot ask the Sentinels for the master");
+                    ok = false;
+                }
+                Err(_) => ok = false,
+            }
+        }
         if !ok {
             inner.subscribed.store(false, Ordering::SeqCst);
             inner.drop_local();
@@ -771,14 +1165,30 @@ impl SessionStore for RedisStore {
 
 impl Store for RedisStore {
     fn load_directory(&self) -> Result<DirData, StoreError> {
-        // Blocking, at start-up: a connection of its own, so no runtime is needed to wait on.
-        let mut conn = self
-            .inner
-            .client
-            .get_connection_with_timeout(OP_TIMEOUT)
-            .map_err(|e| err(&format!("cannot connect to {}", self.inner.display), e.kind_str()))?;
-        let _ = conn.set_read_timeout(Some(OP_TIMEOUT));
-        let hashes: DirHashes = dir_pipe().query(&mut conn).map_err(|e| err("read the directory", e.kind_str()))?;
+        // Blocking, at start-up: connections of its own on a runtime of its own, in a thread of its own, so that
+        // it may be called from anywhere (even from within the runtime the store's connection lives on).
+        let target = self.inner.target.clone();
+        let display = self.inner.display.clone();
+        let read = move || -> Result<DirHashes, StoreError> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| err("cannot start a runtime", e))?;
+            runtime.block_on(async {
+                let connector = Arc::new(Connector::new(&target).map_err(|e| err("bad url", e.kind_str()))?);
+                let read = async {
+                    let mut conn = connector.connect().await?;
+                    read_dir_invocation().invoke_async::<DirHashes>(&mut conn).await
+                };
+                match tokio::time::timeout(OP_TIMEOUT * 2, read).await {
+                    Ok(Ok(h)) => Ok(h),
+                    Ok(Err(e)) => Err(err(&format!("cannot read the directory from {display}"), e.kind_str())),
+                    Err(_) => Err(err(&format!("cannot read the directory from {display}"), "timeout")),
+                }
+            })
+        };
+        let hashes = std::thread::scope(|s| s.spawn(read).join())
+            .map_err(|_| StoreError("redis: the directory reader failed".into()))??;
         let (version, data) = decode_dir(hashes)?;
         let mut copy = lock(&self.inner.dir);
         copy.version = version;
@@ -958,6 +1368,22 @@ impl Store for RedisStore {
             self.inner.load_uncached(id, &handle).await
         })
     }
+
+    fn recall<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            self.inner.call("recall", ::redis::cmd("GET").arg(format!("{PREFIX}c:{key}")).query_async(&mut conn)).await
+        })
+    }
+
+    fn remember<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let mut set = ::redis::cmd("SET");
+            set.arg(format!("{PREFIX}c:{key}")).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
+            self.inner.call("remember", set.query_async::<()>(&mut conn)).await
+        })
+    }
 }
 
 impl RedisStore {
@@ -997,6 +1423,7 @@ impl RedisStore {
             .call(
                 "write the directory",
                 TRANSACT_SCRIPT
+                    .key(format!("{PREFIX}dir:version"))
                     .arg(PREFIX)
                     .arg(CHANNEL)
                     .arg(&inner.origin)
@@ -1032,6 +1459,7 @@ pub(crate) mod tests {
         dir: std::path::PathBuf,
         /// `redis://127.0.0.1:PORT`
         pub url: String,
+        pub port: u16,
     }
 
     impl TestRedis {
@@ -1052,6 +1480,11 @@ pub(crate) mod tests {
     /// Starts one, or returns `None` (with a notice) when redis-server is not installed, unless
     /// POSTERN_REQUIRE_REDIS=1 demands it.
     pub fn start_redis() -> Option<TestRedis> {
+        start_server(|_, _| Vec::new())
+    }
+
+    /// Starts a redis-server with the arguments `args(port, dir)` gives (a config file first, if any).
+    pub fn start_server(args: impl Fn(u16, &std::path::Path) -> Vec<String>) -> Option<TestRedis> {
         let dir = std::env::temp_dir().join(format!(
             "postern-redis-{}-{}",
             std::process::id(),
@@ -1061,6 +1494,7 @@ pub(crate) mod tests {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let child = std::process::Command::new("redis-server")
+                .args(args(port, &dir))
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(&dir)
@@ -1082,7 +1516,7 @@ pub(crate) mod tests {
             };
             for _ in 0..200 {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(TestRedis { child, dir, url: format!("redis://127.0.0.1:{port}") });
+                    return Some(TestRedis { child, dir, url: format!("redis://127.0.0.1:{port}"), port });
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken meanwhile: try another
@@ -1128,7 +1562,7 @@ pub(crate) mod tests {
             sid: None,
         };
         a.save(session.clone()).await.unwrap();
-        let mut conn = a.inner.client.get_connection().unwrap();
+        let mut conn = Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
         let keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
         let key = session_key_name(&session_handle(session.id.expose()));
         assert!(keys.contains(&key), "{keys:?}");
@@ -1157,29 +1591,17 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_session_ended_on_one_replica_is_forgotten_by_the_others_at_once() {
         let Some(redis) = start_redis() else { return };
-        let (a, b) = (store(&redis.url), store(&redis.url));
+        ended_sessions_are_forgotten_at_once(&redis.url).await;
+    }
+
+    async fn ended_sessions_are_forgotten_at_once(url: &str) {
+        let (a, b) = (store(url), store(url));
         for s in [&a, &b] {
             while !s.inner.subscribed.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
-        let identity = crate::identity::Identity::from_claims(
-            claims.as_object().cloned().unwrap(),
-            crate::identity::Proof::Session,
-        );
-        let now = unix_now();
-        let session = Session {
-            id: Secret::new("ticket-1".into()),
-            identity,
-            id_token: None,
-            refresh_token: None,
-            created_at: now,
-            last_seen: now,
-            expires_at: now + 3600,
-            sid: None,
-        };
-        a.save(session).await.unwrap();
+        a.save(session("ticket-1")).await.unwrap();
         assert!(b.load("ticket-1").await.unwrap().is_some(), "b reads it, and caches it");
         a.delete("ticket-1").await.unwrap();
         let started = std::time::Instant::now();
@@ -1193,7 +1615,11 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn concurrent_directory_writes_from_two_replicas_lose_nothing() {
         let Some(redis) = start_redis() else { return };
-        let (a, b) = (store(&redis.url), store(&redis.url));
+        concurrent_directory_writes_lose_nothing(&redis.url).await;
+    }
+
+    async fn concurrent_directory_writes_lose_nothing(url: &str) {
+        let (a, b) = (store(url), store(url));
         a.load_directory().unwrap();
         b.load_directory().unwrap();
         let put = |s: Arc<RedisStore>, id: String| async move {
@@ -1218,14 +1644,202 @@ pub(crate) mod tests {
         assert_eq!(b.load_directory().unwrap().users.len(), 20);
     }
 
+    pub fn session(ticket: &str) -> Session {
+        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
+        let identity = crate::identity::Identity::from_claims(
+            claims.as_object().cloned().unwrap(),
+            crate::identity::Proof::Session,
+        );
+        let now = unix_now();
+        Session {
+            id: Secret::new(ticket.into()),
+            identity,
+            id_token: None,
+            refresh_token: None,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + 3600,
+            sid: None,
+        }
+    }
+
+    fn query<T: ::redis::FromRedisValue>(port: u16, args: &[&str]) -> ::redis::RedisResult<T> {
+        let mut conn = Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()?;
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn)
+    }
+
+    /// A master, its replica and one Sentinel, on free ports; then a failover. The store follows the new
+    /// master, and the sessions written before it are there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sentinel_failover_moves_the_store_to_the_new_master() {
+        let Some(master) = start_redis() else { return };
+        let mport = master.port;
+        let Some(replica) = start_server(|_, _| vec!["--replicaof".into(), "127.0.0.1".into(), mport.to_string()])
+        else {
+            return;
+        };
+        let Some(mut sentinel) = start_server(|port, dir| {
+            let conf = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {mport} 1\n\
+                     sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\n"
+                ),
+            )
+            .unwrap();
+            vec![conf.to_string_lossy().into_owned(), "--sentinel".into()]
+        }) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+        let store = Arc::new(RedisStore::open(&RedisConfig::parse(&url, None).unwrap()).unwrap());
+        store.load_directory().unwrap();
+        store.save(session("before-failover")).await.unwrap();
+        // The replica has it, and the Sentinel knows the replica.
+        let _: i64 = query(mport, &["WAIT", "1", "5000"]).unwrap();
+        let mut asked = 0;
+        loop {
+            asked += 1;
+            match query::<String>(sentinel.port, &["SENTINEL", "FAILOVER", "mymaster"]) {
+                Ok(_) => break,
+                Err(e) => assert!(started.elapsed() < Duration::from_secs(20), "no failover: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let failover = std::time::Instant::now();
+        loop {
+            let addr: Vec<String> = query(sentinel.port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"]).unwrap();
+            if addr.get(1).map(String::as_str) == Some(replica.port.to_string().as_str()) {
+                break;
+            }
+            assert!(failover.elapsed() < Duration::from_secs(15), "the sentinel never promoted the replica");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let promoted = failover.elapsed();
+        // Requests may fail closed for a moment; then the store writes to the new master.
+        let (mut failed, mut tries) = (0, 0);
+        let recovered = loop {
+            let ticket = format!("after-failover-{tries}");
+            tries += 1;
+            if store.save(session(&ticket)).await.is_err() {
+                failed += 1;
+            } else {
+                let key = session_key_name(&session_handle(&ticket));
+                if query::<i64>(replica.port, &["EXISTS", &key]).unwrap() == 1 {
+                    break ticket;
+                }
+            }
+            assert!(failover.elapsed() < Duration::from_secs(20), "the store never reached the new master");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let switched = failover.elapsed() - promoted;
+        assert!(store.load("before-failover").await.unwrap().is_some(), "the session survived the failover");
+        assert!(store.load(&recovered).await.unwrap().is_some());
+        // The old master may go away for good: the store never needed it again.
+        drop(master);
+        store.save(session("after-the-old-master-died")).await.unwrap();
+        assert!(store.load("after-the-old-master-died").await.unwrap().is_some());
+        sentinel.kill();
+        eprintln!(
+            "sentinel failover: asked {asked} times; promoted after {promoted:?}; the store wrote to the new master \
+             {switched:?} after that ({failed} of {tries} writes failed closed meanwhile); {:?} in all",
+            started.elapsed()
+        );
+    }
+
+    /// Three masters on free ports joined into a Redis Cluster (`redis-cli --cluster create`).
+    pub fn start_cluster() -> Option<Vec<TestRedis>> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(start_server(|port, _| {
+                ["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")]
+                    .map(String::from)
+                    .to_vec()
+            })?);
+        }
+        let status = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let started = std::time::Instant::now();
+        for n in &nodes {
+            while !query::<String>(n.port, &["CLUSTER", "INFO"]).unwrap().contains("cluster_state:ok") {
+                assert!(started.elapsed() < Duration::from_secs(15), "the cluster never became ready");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(nodes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redis_cluster_store_conforms() {
+        let Some(nodes) = start_cluster() else { return };
+        let started = std::time::Instant::now();
+        let url = format!(
+            "redis+cluster://{}",
+            nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
+        );
+        crate::session::memory::conformance::run(store(&url)).await;
+        for n in &nodes {
+            let _: () = query(n.port, &["FLUSHALL"]).unwrap();
+        }
+        let factory = url.clone();
+        crate::store::conformance::run(store(&url), Some(Box::new(move || store(&factory) as Arc<dyn Store>))).await;
+        // The subscription is on the first node, the keys on another: announcements cross the cluster.
+        ended_sessions_are_forgotten_at_once(&url).await;
+        for n in &nodes {
+            let _: () = query(n.port, &["FLUSHALL"]).unwrap();
+        }
+        concurrent_directory_writes_lose_nothing(&url).await;
+        // Every key in one slot, on one node.
+        let per_node: Vec<usize> =
+            nodes.iter().map(|n| query::<Vec<String>>(n.port, &["KEYS", "*"]).unwrap().len()).collect();
+        assert_eq!(per_node.iter().filter(|&&k| k > 0).count(), 1, "keys on several nodes: {per_node:?}");
+        eprintln!("cluster conformance in {:?}; keys per node {per_node:?}", started.elapsed());
+    }
+
     #[test]
     fn urls_are_checked_and_passwords_never_shown() {
         let c = RedisConfig::parse("rediss://app:pw-secret@redis.example.com:6380/2", None).unwrap();
         assert_eq!(c.display, "rediss://app:***@redis.example.com:6380/2");
         assert!(!format!("{c:?}").contains("pw-secret"));
         let c = RedisConfig::parse("redis://redis:6379", Some("from-a-file")).unwrap();
-        assert!(c.url.expose().contains("from-a-file") && !c.display.contains("from-a-file"));
-        for bad in ["http://x:1", "redis://", "redis://h/notadb", "not a url with pw-secret"] {
+        let Target::Single(url) = &c.target else { panic!() };
+        assert!(url.expose().contains("from-a-file") && !c.display.contains("from-a-file"));
+        let c = RedisConfig::parse("redis+sentinel://app:pw-secret@s1:26379,s2/mymaster/2", None).unwrap();
+        assert_eq!(c.display, "redis+sentinel://app:***@s1:26379,s2:26379/mymaster/2");
+        assert!(!format!("{c:?}").contains("pw-secret"));
+        let Target::Sentinel { sentinels, service, master, tls } = &c.target else { panic!() };
+        assert_eq!((sentinels.len(), service.as_str(), *tls), (2, "mymaster", false));
+        assert!(master.expose().contains("pw-secret") && master.expose().ends_with("/2"));
+        let c = RedisConfig::parse("rediss+cluster://n1:7000,n2:7001,n3", Some("p@ss/word")).unwrap();
+        assert_eq!(c.display, "rediss+cluster://:***@n1:7000,n2:7001,n3:6379");
+        let Target::Cluster(nodes) = &c.target else { panic!() };
+        assert_eq!(nodes.len(), 3);
+        let client = Client::open(nodes[2].expose().as_str()).unwrap();
+        assert_eq!(client.get_connection_info().redis_settings().password(), Some("p@ss/word"));
+        for bad in [
+            "http://x:1",
+            "redis://",
+            "redis://h/notadb",
+            "not a url with pw-secret",
+            "redis+sentinel://u:pw-secret@s1:26379",
+            "redis+sentinel://u:pw-secret@s1:26379/my master",
+            "redis+sentinel://u:pw-secret@s1:26379/m/x",
+            "redis+cluster://u:pw-secret@n1:7000,,n2:7001",
+            "redis+cluster://u:pw-secret@n1:7000/3",
+            "redis+pw-secret://h",
+        ] {
             let e = RedisConfig::parse(bad, None).unwrap_err();
             assert!(!e.contains("pw-secret"), "{e}");
         }

@@ -175,6 +175,26 @@ async fn replica_with(dir: &TempDir, stack: &Stack, redis_url: &str, name: &str,
     panic!("replica {name} did not start");
 }
 
+/// With Entra group overage, the first replica's Graph lookup serves the others (through Redis, for the
+/// `[graph] cache_ttl`): dave signs in on A, then again on B, and Graph is asked once.
+#[tokio::test]
+async fn one_graph_lookup_serves_every_replica() {
+    let Some(redis) = Redis::start(false) else { return };
+    let stack = start_stack().await;
+    let dir = TempDir::new("graph-replicas");
+    let graph = format!("[graph]\nbase_url = \"{}\"\n\n[store]", stack.provider.graph_base_url());
+    let a = replica_with(&dir, &stack, &redis.url(), "a", &[("[store]", &graph)]).await;
+    let b = replica_with(&dir, &stack, &redis.url(), "b", &[("[store]", &graph)]).await;
+    let on_a = sign_in_at(&a.url, "dave").await; // 250 groups: his ID token names none
+    let r = on_a.get(format!("{}/", a.url)).api().send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(stack.provider.graph_lookups(), 1);
+    let on_b = sign_in_at(&b.url, "dave").await; // a session of B's own: B resolves his groups itself
+    let r = on_b.get(format!("{}/", b.url)).api().send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(stack.provider.graph_lookups(), 1, "B used A's lookup");
+}
+
 /// Polls `client` on `url` until it is answered `status`; returns how long that took (at most `limit`).
 async fn until_status(client: &Client, url: &str, status: StatusCode, limit: Duration) -> Duration {
     let started = Instant::now();
