@@ -6,16 +6,17 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
+use common::{identity, session_config};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern::clock::Clock;
-use postern::config::SessionConfig;
-use postern::identity::{Identity, Proof};
 use postern::session::{SessionStore, Sessions};
 use postern::state::State;
 use postern::store::sqlite::SqliteStore;
-use serde_json::json;
 
 const SESSIONS: u32 = 100_000;
 const STORE_VAR: &str = "POSTERN_BENCH_SESSION_STORE";
@@ -29,32 +30,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn identity(i: u32) -> Identity {
-    let claims = json!({
-        "iss": "https://login.microsoftonline.com/8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a/v2.0",
-        "sub": format!("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bb{i:08}"),
-        "aud": "6cb04018-a3f5-46a7-b995-940c78f5aef3",
-        "oid": format!("00000000-0000-0000-66f3-{i:012}"),
-        "tid": "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a",
-        "name": format!("User {i}"),
-        "preferred_username": format!("user{i}@example.com"),
-        "email": format!("user{i}@example.com"),
-        "groups": ["5b1c3d2e-0000-0000-0000-000000000001", "9e2a4f6b-0000-0000-0000-000000000002"],
-        "amr": ["pwd", "mfa"], "sid": format!("sid-{i}"), "ver": "2.0",
-        "iat": 1_800_000_000u64, "nbf": 1_800_000_000u64, "exp": 1_800_003_600u64,
-    });
-    Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session)
-}
-
 /// Creates the sessions in `store` (64 sign-ins at a time), then looks each one up once.
 async fn measure(name: &str, store: Arc<dyn SessionStore>) {
-    let config = SessionConfig {
-        secret: None,
-        previous_secrets: Vec::new(),
-        idle_timeout: Duration::from_secs(8 * 3600),
-        max_lifetime: Duration::from_secs(24 * 3600),
-        refresh_before: Duration::from_secs(60),
-    };
+    let config = session_config();
     let sessions = Arc::new(Sessions::new(store, config, Clock::system()));
     let before = rss_kib();
     let started = Instant::now();

@@ -4,37 +4,19 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
+use common::{identity, session_config};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use postern::clock::Clock;
-use postern::config::SessionConfig;
-use postern::identity::{Identity, Proof};
 use postern::session::{SessionStore, Sessions};
 use postern::store::sqlite::SqliteStore;
-use serde_json::json;
-
-fn identity(i: u32) -> Identity {
-    let claims = json!({
-        "iss": "https://login.microsoftonline.com/8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a/v2.0",
-        "sub": format!("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bb{i:08}"),
-        "oid": format!("00000000-0000-0000-66f3-{i:012}"),
-        "tid": "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a",
-        "name": format!("User {i}"), "preferred_username": format!("user{i}@example.com"),
-        "groups": ["5b1c3d2e-0000-0000-0000-000000000001", "9e2a4f6b-0000-0000-0000-000000000002"],
-        "amr": ["pwd", "mfa"], "exp": 1_800_003_600u64,
-    });
-    Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session)
-}
 
 async fn measure(name: &str, store: Arc<dyn SessionStore>) {
-    let config = SessionConfig {
-        secret: None,
-        previous_secrets: Vec::new(),
-        idle_timeout: Duration::from_secs(8 * 3600),
-        max_lifetime: Duration::from_secs(24 * 3600),
-        refresh_before: Duration::from_secs(60),
-    };
+    let config = session_config();
     let sessions = Sessions::new(store, config, Clock::system());
     let n = 200u32;
     let started = Instant::now();
