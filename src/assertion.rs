@@ -10,6 +10,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use http::HeaderValue;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::json;
@@ -35,7 +36,8 @@ pub struct AssertionSigner {
     ttl: Duration,
     clock: Clock,
     rng: SystemRandom,
-    cache: moka::sync::Cache<String, (String, u64)>,
+    /// Signed assertions ready to send: a header value is shared, not copied, each time it is sent.
+    cache: moka::sync::Cache<String, (HeaderValue, u64)>,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -127,15 +129,22 @@ impl AssertionSigner {
         self.jwks.clone()
     }
 
-    /// An assertion about `identity` for the upstream `audience`. `reuse_key` names the session or token it
-    /// stands for: an assertion is reused for the same key and audience until a minute before it expires.
-    pub fn assertion(&self, identity: &Identity, audience: &str, groups: &[&str], reuse_key: &str) -> String {
+    /// An assertion about `identity` for the upstream `audience`, as a header value. `reuse_key` names the
+    /// session or token it stands for: an assertion is reused for the same key and audience until a minute
+    /// before it expires. `None` only when signing failed (the random generator did).
+    pub fn assertion(
+        &self,
+        identity: &Identity,
+        audience: &str,
+        groups: &[&str],
+        reuse_key: &str,
+    ) -> Option<HeaderValue> {
         let now = self.clock.now();
         let cache_key = format!("{reuse_key}\u{0}{audience}");
         if let Some((jwt, exp)) = self.cache.get(&cache_key)
             && exp > now + 60
         {
-            return jwt;
+            return Some(jwt);
         }
         let exp = now + self.ttl.as_secs();
         let claims = json!({
@@ -155,13 +164,13 @@ impl AssertionSigner {
             "exp": exp,
         });
         let signing_input = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let jwt = match self.key.sign(&self.rng, signing_input.as_bytes()) {
-            Ok(sig) => format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())),
-            // Signing only fails if the RNG does; send no assertion rather than a wrong one.
-            Err(_) => return String::new(),
-        };
+        // Signing only fails if the RNG does; send no assertion rather than a wrong one.
+        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).ok()?;
+        let jwt = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        // Base64url and dots: always a valid header value.
+        let jwt = HeaderValue::try_from(jwt).ok()?;
         self.cache.insert(cache_key, (jwt.clone(), exp));
-        jwt
+        Some(jwt)
     }
 }
 
@@ -179,15 +188,16 @@ mod tests {
                 .unwrap();
         let claims = serde_json::json!({"sub": "s", "oid": "o", "email": "a@example.com"});
         let id = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session);
-        let jwt = signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket");
-        assert_eq!(jwt, signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket"), "reused");
-        assert_ne!(jwt, signer.assertion(&id, "http://other:8080", &["g1"], "ticket"), "per audience");
+        let jwt = signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket").unwrap();
+        assert_eq!(Some(&jwt), signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket").as_ref(), "reused");
+        assert_ne!(Some(&jwt), signer.assertion(&id, "http://other:8080", &["g1"], "ticket").as_ref(), "per audience");
+        let jwt = jwt.to_str().unwrap();
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&signer.jwks()).unwrap();
         let key = DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["http://upstream:8080"]);
         v.set_issuer(&["https://postern.example"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &v).unwrap();
+        let data = jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &v).unwrap();
         assert_eq!(data.claims["sub"], "o");
         assert_eq!(data.claims["groups"][0], "g1");
         let exp = data.claims["exp"].as_u64().unwrap();

@@ -20,16 +20,18 @@ use crate::pages::{self, Page, json_response, wants_html};
 use crate::policy::path::{matching_path, normalize_host, normalize_path};
 use crate::policy::{Route, decide};
 use crate::state::{Shared, State};
-use crate::upstream::Forward;
 use crate::upstream::headers as hdr;
+use crate::upstream::{Forward, PinnedUpstream};
 
 /// The connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     /// The peer's address.
     pub peer: SocketAddr,
     /// True on an HTTPS listener.
     pub tls: bool,
+    /// The upstream connection this client connection keeps for itself (`[limits] upstream_connection_per_client`).
+    pub pinned: Option<Arc<PinnedUpstream>>,
 }
 
 /// What became of a request, for metrics and the audit log.
@@ -47,7 +49,7 @@ impl Outcome {
 }
 
 /// Handles one request.
-pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: &Shared, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let st = shared.load_full();
     let request_id = request_id(&st, conn, &req);
@@ -89,7 +91,7 @@ fn overloaded(st: &State, req: &Request<Incoming>, request_id: &str) -> Response
 
 async fn route_and_forward(
     st: &State,
-    conn: Conn,
+    conn: &Conn,
     req: Request<Incoming>,
     request_id: &str,
     started: Instant,
@@ -241,6 +243,8 @@ async fn route_and_forward(
         timeout: route.timeout.unwrap_or(st.config.upstream.timeout),
         max_body,
         request_id,
+        // An HTTP/1 client's requests come one at a time, so one upstream connection serves them all.
+        pinned: conn.pinned.as_deref().filter(|_| req.version() <= http::Version::HTTP_11),
     };
     let mut req = req;
     hdr::remove_own_cookies(req.headers_mut(), |name| st.cookies.is_own_cookie(name));
@@ -295,10 +299,10 @@ async fn route_and_forward(
 }
 
 /// The request id: a trusted front proxy's `X-Request-Id` when it set a sane one, else a new random id.
-fn request_id(st: &State, conn: Conn, req: &Request<Incoming>) -> String {
+fn request_id(st: &State, conn: &Conn, req: &Request<Incoming>) -> String {
     let trusted = st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip()));
     if trusted
-        && let Some(id) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok())
+        && let Some(id) = req.headers().get(hdr::X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && !id.is_empty()
         && id.len() <= 128
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
@@ -322,7 +326,7 @@ fn new_request_id() -> String {
 /// Postern's own endpoints.
 async fn reserved(
     st: &State,
-    conn: Conn,
+    conn: &Conn,
     req: &Request<Incoming>,
     request_id: &str,
     html: bool,
@@ -431,7 +435,7 @@ pub fn forwarded_request(
     Ok(ForwardedRequest { method, raw_host, host, uri: target, path, envoy: envoy_path.is_some() })
 }
 
-async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
+async fn forward_auth(st: &State, conn: &Conn, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
     let answer =
         |status: StatusCode, reason: &str| json_response(status, &json!({"error": reason, "request_id": request_id}));
     if !st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip())) {
@@ -502,24 +506,24 @@ async fn forward_auth(st: &State, conn: Conn, req: &Request<Incoming>, request_i
     // without renaming). Every name is present, empty when there is no value, so a proxy that copies them
     // replaces whatever a client sent under those names instead of letting it through.
     let aliases = [
-        (hdr::X_FORWARDED_USER, "x-auth-request-user"),
-        (hdr::X_FORWARDED_EMAIL, "x-auth-request-email"),
-        (hdr::X_FORWARDED_PREFERRED_USERNAME, "x-auth-request-preferred-username"),
-        (hdr::X_FORWARDED_GROUPS, "x-auth-request-groups"),
+        (hdr::X_FORWARDED_USER, HeaderName::from_static("x-auth-request-user")),
+        (hdr::X_FORWARDED_EMAIL, HeaderName::from_static("x-auth-request-email")),
+        (hdr::X_FORWARDED_PREFERRED_USERNAME, HeaderName::from_static("x-auth-request-preferred-username")),
+        (hdr::X_FORWARDED_GROUPS, HeaderName::from_static("x-auth-request-groups")),
     ];
     for (name, value) in identity_headers(st, &route, &principal) {
-        if let Some((_, alias)) = aliases.iter().find(|(n, _)| *n == name.as_str()) {
-            r.headers_mut().insert(HeaderName::from_static(alias), value.clone());
+        if let Some((_, alias)) = aliases.iter().find(|(n, _)| *n == name) {
+            r.headers_mut().insert(alias.clone(), value.clone());
         }
         r.headers_mut().insert(name, value);
     }
     let empty = HeaderValue::from_static("");
     for (name, alias) in aliases {
         for name in [name, alias] {
-            r.headers_mut().entry(HeaderName::from_static(name)).or_insert_with(|| empty.clone());
+            r.headers_mut().entry(name).or_insert_with(|| empty.clone());
         }
     }
-    r.headers_mut().entry(HeaderName::from_static(hdr::X_POSTERN_JWT_ASSERTION)).or_insert(empty);
+    r.headers_mut().entry(hdr::X_POSTERN_JWT_ASSERTION).or_insert(empty);
     r
 }
 
@@ -718,20 +722,20 @@ fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(Heade
     let id = p.identity();
     let wanted = route.identity_headers;
     let mut out = Vec::with_capacity(5 + route.extra_headers.len());
-    let mut add = |name: HeaderName, value: &str| {
+    let add = |out: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, value: &str| {
         // A claim that is not valid header text is left out rather than mangled.
         if let Ok(v) = HeaderValue::from_str(value) {
             out.push((name, v));
         }
     };
     if wanted.user {
-        add(HeaderName::from_static(hdr::X_FORWARDED_USER), &id.subject);
+        add(&mut out, hdr::X_FORWARDED_USER, &id.subject);
     }
     if let (true, Some(email)) = (wanted.email, &id.email) {
-        add(HeaderName::from_static(hdr::X_FORWARDED_EMAIL), email);
+        add(&mut out, hdr::X_FORWARDED_EMAIL, email);
     }
     if let (true, Some(u)) = (wanted.preferred_username, &id.preferred_username) {
-        add(HeaderName::from_static(hdr::X_FORWARDED_PREFERRED_USERNAME), u);
+        add(&mut out, hdr::X_FORWARDED_PREFERRED_USERNAME, u);
     }
     let filter = &st.config.upstream.group_filter;
     let groups: Vec<&str> = id
@@ -741,17 +745,16 @@ fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(Heade
         .filter(|g| st.policy.mentions_group(g) || filter.iter().any(|f| crate::policy::glob(f, g)))
         .collect();
     if wanted.groups && !groups.is_empty() {
-        add(HeaderName::from_static(hdr::X_FORWARDED_GROUPS), &groups.join(","));
+        add(&mut out, hdr::X_FORWARDED_GROUPS, &groups.join(","));
     }
-    if wanted.assertion {
-        let assertion = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key());
-        if !assertion.is_empty() {
-            add(HeaderName::from_static(hdr::X_POSTERN_JWT_ASSERTION), &assertion);
-        }
+    if wanted.assertion
+        && let Some(assertion) = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key())
+    {
+        out.push((hdr::X_POSTERN_JWT_ASSERTION, assertion));
     }
     for (name, template) in &route.extra_headers {
         if let Some(value) = template.render(id) {
-            add(name.clone(), &value);
+            add(&mut out, name.clone(), &value);
         }
     }
     out
@@ -770,7 +773,7 @@ mod future_size {
     /// 17 KiB before they were (6.7 % of the CPU in memmove under load).
     #[test]
     fn a_requests_future_stays_small() {
-        let handle = size_of_future(|s: &'static Shared, c: Conn, r: Request<Incoming>| handle(s, c, r));
+        let handle = size_of_future(|s: &'static Shared, c: &'static Conn, r: Request<Incoming>| handle(s, c, r));
         assert!(handle <= 6 * 1024, "gateway::handle's future is {handle} bytes: box the large, rare awaits");
         let validate = size_of_future(
             |b: &'static crate::token::BearerValidator, t: &'static str, a: Option<&'static [String]>| b.validate(t, a),

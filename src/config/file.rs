@@ -73,6 +73,8 @@ pub struct LimitsFile {
     pub upstream_max_idle_per_host: Option<Spanned<u64>>,
     /// An idle upstream connection is closed after this long.
     pub upstream_idle_timeout: Option<Spanned<String>>,
+    /// Each HTTP/1 client connection keeps an upstream connection of its own (true) or uses the pool.
+    pub upstream_connection_per_client: Option<bool>,
 }
 
 /// `[store]`

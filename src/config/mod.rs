@@ -70,6 +70,8 @@ pub struct LimitsConfig {
     pub upstream_max_idle_per_host: usize,
     /// Idle upstream connections are closed after this long.
     pub upstream_idle_timeout: Duration,
+    /// Each HTTP/1 client connection keeps an upstream connection of its own instead of using the pool.
+    pub upstream_connection_per_client: bool,
 }
 
 impl Default for LimitsConfig {
@@ -83,6 +85,7 @@ impl Default for LimitsConfig {
             max_in_flight: 5_000,
             upstream_max_idle_per_host: 128,
             upstream_idle_timeout: Duration::from_secs(90),
+            upstream_connection_per_client: true,
         }
     }
 }

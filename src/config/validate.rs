@@ -245,6 +245,9 @@ impl Validator<'_> {
                 .map(|v| usize::try_from(*v.get_ref()).unwrap_or(usize::MAX))
                 .unwrap_or(d.upstream_max_idle_per_host),
             upstream_idle_timeout: self.duration(raw.upstream_idle_timeout.as_ref(), d.upstream_idle_timeout),
+            upstream_connection_per_client: raw
+                .upstream_connection_per_client
+                .unwrap_or(d.upstream_connection_per_client),
         }
     }
 

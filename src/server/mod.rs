@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::{self, Conn};
 use crate::state::Shared;
+use crate::upstream::PinnedUpstream;
 
 /// A bound listener, plain or TLS.
 pub struct Listener {
@@ -88,18 +89,24 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                 let tls = listener.tls.clone();
                 let watcher = graceful.watcher();
                 let idle_timeout = limits.idle_timeout;
+                let pin_upstream = limits.upstream_connection_per_client;
                 let handshake_timeout = limits.header_read_timeout;
                 let serve = move |stream: TcpStream| async move {
                     let _permit = permit;
-                    let conn = Conn { peer, tls: tls.is_some() };
+                    let conn = Conn {
+                        peer,
+                        tls: tls.is_some(),
+                        pinned: pin_upstream.then(|| Arc::new(PinnedUpstream::default())),
+                    };
                     let activity = Activity::new();
                     let service = {
                         let activity = activity.clone();
                         service_fn(move |req| {
                             let shared = shared.clone();
+                            let conn = conn.clone();
                             let busy = activity.request_started();
                             async move {
-                                let response = gateway::handle(&shared, conn, req).await;
+                                let response = gateway::handle(&shared, &conn, req).await;
                                 drop(busy);
                                 Ok::<_, std::convert::Infallible>(response)
                             }

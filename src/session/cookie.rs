@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use base64::Engine;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -16,6 +18,9 @@ pub const MAX_PENDING_LOGINS: usize = 4;
 #[derive(Clone)]
 pub struct CookieCodec {
     keys: Vec<Key>,
+    /// The same keys ready to decrypt: the `cookie` crate would expand the AES key and copy the value into a
+    /// new jar for every request.
+    openers: std::sync::Arc<Vec<LessSafeKey>>,
     session_name: String,
     login_prefix: String,
     secure: bool,
@@ -31,13 +36,17 @@ impl CookieCodec {
     /// `secrets[0]` seals; all open (rotation). Each secret must be at least 32 bytes. With `secure`, cookies
     /// are `__Host-` prefixed and `Secure` (HTTPS); without, plainly named (loopback HTTP, development only).
     pub fn new(secrets: &[&[u8]], secure: bool) -> CookieCodec {
-        let keys = secrets.iter().filter(|s| s.len() >= 32).map(|s| Key::derive_from(s)).collect();
+        let keys: Vec<Key> = secrets.iter().filter(|s| s.len() >= 32).map(|s| Key::derive_from(s)).collect();
+        let openers = keys
+            .iter()
+            .filter_map(|k| UnboundKey::new(&AES_256_GCM, k.encryption()).ok().map(LessSafeKey::new))
+            .collect();
         let (session_name, login_prefix) = if secure {
             ("__Host-postern".to_string(), "__Host-postern-login-".to_string())
         } else {
             ("postern".to_string(), "postern-login-".to_string())
         };
-        CookieCodec { keys, session_name, login_prefix, secure }
+        CookieCodec { keys, openers: std::sync::Arc::new(openers), session_name, login_prefix, secure }
     }
 
     /// The session cookie's name.
@@ -68,11 +77,20 @@ impl CookieCodec {
         jar.get(name).map(|c| c.value().to_string())
     }
 
+    /// Opens what `seal` (the `cookie` crate's private jar) made: standard base64 of a 12-byte nonce, the
+    /// ciphertext and the 16-byte tag, AES-256-GCM with the cookie's name as associated data.
     fn open(&self, name: &str, sealed: &str) -> Option<String> {
-        self.keys.iter().find_map(|key| {
-            let mut jar = CookieJar::new();
-            jar.add_original(Cookie::new(name.to_string(), sealed.to_string()));
-            jar.private(key).get(name).map(|c| c.value().to_string())
+        const NONCE_LEN: usize = 12;
+        let data = base64::engine::general_purpose::STANDARD.decode(sealed).ok()?;
+        if data.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = data.split_at(NONCE_LEN);
+        self.openers.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut buf = ciphertext.to_vec();
+            let plain = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut buf).ok()?;
+            String::from_utf8(plain.to_vec()).ok()
         })
     }
 

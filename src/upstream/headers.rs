@@ -5,34 +5,43 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that belong to one connection (RFC 9110 §7.6.1), plus the legacy ones proxies still see.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// The identity headers Postern sets toward upstreams.
-pub const X_FORWARDED_USER: &str = "x-forwarded-user";
+/// The identity headers Postern sets toward upstreams (constants: a name is parsed at compile time, not per
+/// request).
+pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 /// Email.
-pub const X_FORWARDED_EMAIL: &str = "x-forwarded-email";
+pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// Preferred username.
-pub const X_FORWARDED_PREFERRED_USERNAME: &str = "x-forwarded-preferred-username";
+pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
 /// Groups, comma-separated.
-pub const X_FORWARDED_GROUPS: &str = "x-forwarded-groups";
+pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 /// The signed assertion.
-pub const X_POSTERN_JWT_ASSERTION: &str = "x-postern-jwt-assertion";
+pub const X_POSTERN_JWT_ASSERTION: HeaderName = HeaderName::from_static("x-postern-jwt-assertion");
+/// The request id.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// True for a header a client must never be able to set toward an upstream: our identity headers, anything
 /// under `X-Postern-` or `X-Auth-Request-` (the forward-auth names).
 pub fn is_identity_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    matches!(n, X_FORWARDED_USER | X_FORWARDED_EMAIL | X_FORWARDED_PREFERRED_USERNAME | X_FORWARDED_GROUPS)
+    [X_FORWARDED_USER, X_FORWARDED_EMAIL, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_GROUPS].contains(name)
         || n.starts_with("x-postern-")
         || n.starts_with("x-auth-request-")
         || n == "x-forwarded-access-token"
@@ -50,7 +59,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    // One pass over the few headers a message has, rather than a lookup for each of the nine names.
+    let present: Vec<HeaderName> = headers.keys().filter(|n| HOP_BY_HOP.contains(n)).cloned().collect();
+    for name in present {
         headers.remove(name);
     }
 }

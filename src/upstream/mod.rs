@@ -3,6 +3,7 @@
 //! (cannot connect, broken answer) and 504 (no answer in time).
 
 pub mod headers;
+pub mod pinned;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,13 +12,15 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::{Body, boxed};
 use crate::policy::Route;
+
+pub use pinned::PinnedUpstream;
+use pinned::{Connector, PinnedError};
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,8 @@ pub struct Forward<'a> {
     pub max_body: u64,
     /// The request id, passed on as `X-Request-Id`.
     pub request_id: &'a str,
+    /// The client connection's own upstream connection, for a client that speaks HTTP/1 (see `pinned`).
+    pub pinned: Option<&'a PinnedUpstream>,
 }
 
 thread_local! {
@@ -99,7 +104,8 @@ pub fn set_worker_index(index: usize) {
 /// a connection is checked out and driven on the thread that uses it.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    clients: std::sync::Arc<Vec<Client<HttpsConnector<HttpConnector>, Limited<Incoming>>>>,
+    clients: std::sync::Arc<Vec<Client<Connector, Limited<Incoming>>>>,
+    connector: Connector,
 }
 
 impl UpstreamClient {
@@ -144,10 +150,10 @@ impl UpstreamClient {
                     .build(https.clone())
             })
             .collect();
-        Ok(UpstreamClient { clients: std::sync::Arc::new(clients) })
+        Ok(UpstreamClient { clients: std::sync::Arc::new(clients), connector: https })
     }
 
-    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Limited<Incoming>> {
+    fn client(&self) -> &Client<Connector, Limited<Incoming>> {
         let i = WORKER.with(std::cell::Cell::get);
         &self.clients[i % self.clients.len()]
     }
@@ -193,7 +199,7 @@ impl UpstreamClient {
             h.append(name, value);
         }
         if let Ok(id) = HeaderValue::from_str(f.request_id) {
-            h.insert(HeaderName::from_static("x-request-id"), id);
+            h.insert(headers::X_REQUEST_ID, id);
         }
         if let (true, Some(protocol)) = (wants_upgrade, upgrade_protocol) {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -205,13 +211,13 @@ impl UpstreamClient {
         let max_body = f.max_body;
         let req = req.map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)));
 
-        let mut response = match tokio::time::timeout(f.timeout, self.client().request(req)).await {
-            Err(_) => return Err(UpstreamError::Timeout(f.timeout)),
-            Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(error_chain(&e))),
-            Ok(Err(e)) if caused_by_length_limit(&e) => return Err(UpstreamError::BodyTooLarge(max_body)),
-            Ok(Err(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+        // An upgraded connection is the client's for good: upgrades go through the pool.
+        let pinned = f.pinned.filter(|_| !wants_upgrade);
+        let mut response =
+            match tokio::time::timeout(f.timeout, self.send(req, &f.route.upstream, pinned, max_body)).await {
+                Err(_) => return Err(UpstreamError::Timeout(f.timeout)),
+                Ok(result) => result?,
+            };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -235,10 +241,39 @@ impl UpstreamClient {
     }
 }
 
+impl UpstreamClient {
+    /// Sends on the client connection's pinned upstream connection when there is one, else (or when that
+    /// connection closed before the request went out) through the pool.
+    async fn send(
+        &self,
+        req: Request<Limited<Incoming>>,
+        upstream: &url::Url,
+        pinned: Option<&PinnedUpstream>,
+        max_body: u64,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let req = match pinned {
+            None => req,
+            Some(pinned) => match pinned.send(&self.connector, upstream, req).await {
+                Ok(response) => return Ok(response),
+                Err(PinnedError::NotSent(req)) => *req,
+                Err(PinnedError::Connect(e)) => return Err(UpstreamError::Connect(e)),
+                Err(PinnedError::Http(e)) if caused_by_length_limit(&e) => {
+                    return Err(UpstreamError::BodyTooLarge(max_body));
+                }
+                Err(PinnedError::Http(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
+            },
+        };
+        match self.client().request(req).await {
+            Ok(response) => Ok(response),
+            Err(e) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
+            Err(e) if caused_by_length_limit(&e) => Err(UpstreamError::BodyTooLarge(max_body)),
+            Err(e) => Err(UpstreamError::Protocol(error_chain(&e))),
+        }
+    }
+}
+
 fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Option<&HeaderValue>) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
+    let (xff, xfp, xfh) = (headers::X_FORWARDED_FOR, headers::X_FORWARDED_PROTO, headers::X_FORWARDED_HOST);
     let client = f.client_ip.to_string();
     if f.trusted_peer {
         let chain = h.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");

@@ -35,3 +35,4 @@ mod scim;
 mod sessions;
 mod sign_out;
 mod store;
+mod upstream_reuse;
