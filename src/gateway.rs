@@ -32,6 +32,16 @@ pub struct Conn {
     pub tls: bool,
     /// The upstream connection this client connection keeps for itself (`[limits] upstream_connection_per_client`).
     pub pinned: Option<Arc<PinnedUpstream>>,
+    /// The peer's IP address as header text, for `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+}
+
+impl Conn {
+    /// A connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool, pinned: Option<Arc<PinnedUpstream>>) -> Conn {
+        let peer_ip = HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Conn { peer, tls, pinned, peer_ip }
+    }
 }
 
 /// What became of a request, for metrics and the audit log.
@@ -235,7 +245,7 @@ async fn route_and_forward(
     let forward = Forward {
         route: &route,
         path_and_query: &path_and_query,
-        client_ip: conn.peer.ip(),
+        client_ip: &conn.peer_ip,
         trusted_peer: st.config.server.trusted_proxies.iter().any(|r| r.contains(conn.peer.ip())),
         proto: if conn.tls { "https" } else { "http" },
         identity_headers,

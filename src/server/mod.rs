@@ -93,11 +93,8 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                 let handshake_timeout = limits.header_read_timeout;
                 let serve = move |stream: TcpStream| async move {
                     let _permit = permit;
-                    let conn = Conn {
-                        peer,
-                        tls: tls.is_some(),
-                        pinned: pin_upstream.then(|| Arc::new(PinnedUpstream::default())),
-                    };
+                    let conn =
+                        Conn::new(peer, tls.is_some(), pin_upstream.then(|| Arc::new(PinnedUpstream::default())));
                     let activity = Activity::new();
                     let service = {
                         let activity = activity.clone();

@@ -81,17 +81,28 @@ impl CookieCodec {
     /// ciphertext and the 16-byte tag, AES-256-GCM with the cookie's name as associated data.
     fn open(&self, name: &str, sealed: &str) -> Option<String> {
         const NONCE_LEN: usize = 12;
-        let data = base64::engine::general_purpose::STANDARD.decode(sealed).ok()?;
+        let mut data = base64::engine::general_purpose::STANDARD.decode(sealed).ok()?;
         if data.len() <= NONCE_LEN {
             return None;
         }
-        let (nonce, ciphertext) = data.split_at(NONCE_LEN);
-        self.openers.iter().find_map(|key| {
-            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-            let mut buf = ciphertext.to_vec();
-            let plain = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut buf).ok()?;
-            String::from_utf8(plain.to_vec()).ok()
-        })
+        let nonce: [u8; NONCE_LEN] = data[..NONCE_LEN].try_into().ok()?;
+        // Decryption happens in place: with one key in the buffer itself, during a rotation in a copy per key.
+        let single = self.openers.len() == 1;
+        for key in self.openers.iter() {
+            let mut copy;
+            let buf = if single {
+                &mut data
+            } else {
+                copy = data.clone();
+                &mut copy
+            };
+            if let Ok(plain) = key.open_within(Nonce::assume_unique_for_key(nonce), Aad::from(name), buf, NONCE_LEN..) {
+                let len = plain.len();
+                buf.truncate(len);
+                return String::from_utf8(std::mem::take(buf)).ok();
+            }
+        }
+        None
     }
 
     fn build(&self, name: String, value: String, max_age: Duration) -> Cookie<'static> {

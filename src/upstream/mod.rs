@@ -5,7 +5,6 @@
 pub mod headers;
 pub mod pinned;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -71,8 +70,8 @@ pub struct Forward<'a> {
     pub route: &'a Route,
     /// Normalised path plus the original query.
     pub path_and_query: &'a str,
-    /// The client's address.
-    pub client_ip: IpAddr,
+    /// The client's address, as header text (made once per connection).
+    pub client_ip: &'a HeaderValue,
     /// True when the client is a trusted proxy, whose `X-Forwarded-*` are kept and extended.
     pub trusted_peer: bool,
     /// `http` or `https`: how the client reached Postern.
@@ -274,11 +273,14 @@ impl UpstreamClient {
 
 fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Option<&HeaderValue>) {
     let (xff, xfp, xfh) = (headers::X_FORWARDED_FOR, headers::X_FORWARDED_PROTO, headers::X_FORWARDED_HOST);
-    let client = f.client_ip.to_string();
     if f.trusted_peer {
         let chain = h.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
-        let value = if chain.is_empty() { client } else { format!("{chain}, {client}") };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        let value = match (chain.is_empty(), f.client_ip.to_str()) {
+            (true, _) => Some(f.client_ip.clone()),
+            (false, Ok(client)) => HeaderValue::from_str(&format!("{chain}, {client}")).ok(),
+            (false, Err(_)) => None,
+        };
+        if let Some(v) = value {
             h.insert(xff, v);
         }
         if !h.contains_key(&xfp) {
@@ -290,9 +292,7 @@ fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Op
     } else {
         // From an untrusted client these headers are claims anyone can make; replace them.
         h.remove(header::FORWARDED);
-        if let Ok(v) = HeaderValue::from_str(&client) {
-            h.insert(xff, v);
-        }
+        h.insert(xff, f.client_ip.clone());
         h.insert(xfp, HeaderValue::from_static(f.proto));
         match original_host {
             Some(host) => {
@@ -308,13 +308,17 @@ fn forwarded_headers(h: &mut http::HeaderMap, f: &Forward<'_>, original_host: Op
 /// The upstream's URI for a request: the upstream's scheme and authority, its base path joined with the
 /// request's normalised path, and the query.
 pub fn upstream_uri(upstream: &url::Url, path_and_query: &str) -> Result<Uri, UpstreamError> {
+    use url::Position;
+    let scheme = upstream.scheme();
+    // Host and port, never user information.
+    let authority = &upstream[Position::BeforeHost..Position::AfterPort];
     let base = upstream.path().trim_end_matches('/');
-    let authority = match upstream.port() {
-        Some(p) => format!("{}:{p}", upstream.host_str().unwrap_or_default()),
-        None => upstream.host_str().unwrap_or_default().to_string(),
-    };
-    let text = format!("{}://{authority}{base}{path_and_query}", upstream.scheme());
-    text.parse::<Uri>().map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    let mut text = String::with_capacity(scheme.len() + 3 + authority.len() + base.len() + path_and_query.len());
+    for part in [scheme, "://", authority, base, path_and_query] {
+        text.push_str(part);
+    }
+    // From a String, the URI keeps the text it was given instead of copying it.
+    Uri::try_from(text).map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
 /// True when a client error came from the request body growing past its limit.
@@ -350,5 +354,7 @@ mod tests {
         assert_eq!(upstream_uri(&u, "/a/b?x=1").unwrap().to_string(), "http://10.0.0.5:8080/base/a/b?x=1");
         let u = url::Url::parse("https://gitlab.internal").unwrap();
         assert_eq!(upstream_uri(&u, "/").unwrap().to_string(), "https://gitlab.internal/");
+        let u = url::Url::parse("https://user:secret@[::1]:8443/").unwrap();
+        assert_eq!(upstream_uri(&u, "/x").unwrap().to_string(), "https://[::1]:8443/x", "no user information");
     }
 }
