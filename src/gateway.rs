@@ -39,7 +39,8 @@ pub struct Conn {
 impl Conn {
     /// A connection from `peer`.
     pub fn new(peer: SocketAddr, tls: bool, pinned: Option<Arc<PinnedUpstream>>) -> Conn {
-        let peer_ip = HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let peer_ip =
+            HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Conn { peer, tls, pinned, peer_ip }
     }
 }
