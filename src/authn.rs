@@ -180,7 +180,7 @@ const REFRESH_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(10)
 async fn refresh_if_due(st: &State, session: Arc<Session>, request_id: &str) -> Refreshed {
     let now = st.clock.now();
     let due = now + st.sessions.config().refresh_before.as_secs() >= session.identity.expires_at;
-    let Some(refresh_token) = session.refresh_token.clone().filter(|_| due) else {
+    let Some(refresh_token) = session.refresh_token.as_ref().filter(|_| due).cloned() else {
         // Without a refresh token, the session lives by its own idle timeout and lifetime.
         return Refreshed::Live(session);
     };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: Postern against nginx, on this machine, in one run.
 #
-#   benches/load/run.sh [--duration 10s] [--rounds 3] [--connections 64]
+#   benches/load/run.sh [--duration 10s] [--rounds 5] [--connections 64]
 #
 # Cases (each measured with wrk, 1 thread, keep-alive, a small fixed response):
 #   a. the upstream directly (nginx returning a fixed body)
@@ -10,14 +10,15 @@
 #   d. Postern with a cached bearer token   (identity headers and signed assertion on)
 #   e. Postern on a public route
 #   f. Postern with a session cookie, its sessions in Redis (a local redis-server, nothing persisted)
-# Rounds alternate the cases; medians are reported, with ratios to (b). Also Postern's RSS idle and after
+# Rounds alternate the cases (each round starts one case later); medians are reported, with ratios to (b)
+# taken within each round. Also Postern's RSS idle and after
 # the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
 # Installs nginx and wrk from the system's packages when missing. Loopback only.
 # PERF_CASE=c_postern_session (for example) also records a perf profile of Postern under that case's load.
 # PERF_CALLGRAPH="--call-graph dwarf" attributes the profile to callers (the release build has no frame pointers).
 set -euo pipefail
 
-DURATION=10s; ROUNDS=3; CONNS=64; WARMUP=3s
+DURATION=10s; ROUNDS=5; CONNS=64; WARMUP=3s
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -127,7 +128,10 @@ run_wrk() { # case duration
 }
 for c in "${ORDER[@]}"; do run_wrk "$c" "$WARMUP" > /dev/null; done
 for r in $(seq "$ROUNDS"); do
-  for c in "${ORDER[@]}"; do
+  # Each round starts one case later, so that a machine whose speed drifts during a round favours no case.
+  n=${#ORDER[@]}; rotated=()
+  for i in $(seq 0 $((n - 1))); do rotated+=("${ORDER[$(( (i + r - 1) % n ))]}"); done
+  for c in "${rotated[@]}"; do
     line=$(run_wrk "$c" "$DURATION"); echo "$r $c $line" >> "$results"; echo "round $r $c: ${line#RESULT }" >&2
   done
 done
@@ -158,15 +162,20 @@ for line in open(path):
     data.setdefault(case, []).append({k: float(v) for k, v in kv.items()})
 med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in data.items()}
 ref = med.get('b_nginx', {})
+# Ratios to nginx are taken within each round (the same minutes of the same machine), then the median of those.
+refs = data.get('b_nginx', [])
+def ratio(case, key):
+    pairs = [(r[key], b[key]) for r, b in zip(data[case], refs) if b[key] > 0]
+    return statistics.median(x / y for x, y in pairs) if pairs else float('nan')
 cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-print(f"Machine: {os.cpu_count()} cores, {cpu}; {datetime.date.today()}; wrk 1 thread, {conns} connections, {duration} x {rounds} rounds (medians)\n")
+print(f"Machine: {os.cpu_count()} cores, {cpu}; {datetime.date.today()}; wrk 1 thread, {conns} connections, {duration} x {rounds} rounds; medians, ratios to nginx taken within each round\n")
 print("| case | requests/s | × nginx | p50 | p99 | p99.9 | p99 × nginx | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for c in sorted(med):
     m = med[c]
-    ratio = m['rps'] / ref['rps'] if ref else float('nan')
-    tail = m['p99'] / ref['p99'] if ref else float('nan')
-    print(f"| {c} | {m['rps']:.0f} | {ratio:.2f} | {m['p50']/1000:.2f} ms | {m['p99']/1000:.2f} ms | {m['p999']/1000:.2f} ms | {tail:.2f} | {m['errors']:.0f} |")
+    rps_ratio = ratio(c, 'rps')
+    tail = ratio(c, 'p99')
+    print(f"| {c} | {m['rps']:.0f} | {rps_ratio:.2f} | {m['p50']/1000:.2f} ms | {m['p99']/1000:.2f} ms | {m['p999']/1000:.2f} ms | {tail:.2f} | {m['errors']:.0f} |")
 print(f"\nPostern RSS: {int(rss_idle)//1024} MiB idle (one session), {int(rss_after)//1024} MiB after the run.")
 PY
 cat "$table"
