@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
-use moka::future::Cache;
+// The synchronous cache: a lookup is a plain call (no future, no async housekeeping on the request's path).
+use moka::sync::Cache;
 
 use super::{Session, SessionInfo, SessionStore, StoreFuture, session_belongs_to};
 use crate::scim::ScimError;
@@ -48,19 +49,19 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     fn load<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Arc<Session>>> {
-        Box::pin(async move { Ok(self.cache.get(id).await) })
+        Box::pin(async move { Ok(self.cache.get(id)) })
     }
 
     fn save<'a>(&'a self, session: Session) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.cache.insert(session.id.expose().clone(), Arc::new(session)).await;
+            self.cache.insert(session.id.expose().clone(), Arc::new(session));
             Ok(())
         })
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.cache.invalidate(id).await;
+            self.cache.invalidate(id);
             Ok(())
         })
     }
@@ -71,7 +72,7 @@ impl SessionStore for MemoryStore {
             let ids: Vec<String> =
                 self.cache.iter().filter(|(_, s)| s.sid.as_deref() == Some(sid)).map(|(id, _)| (*id).clone()).collect();
             for id in &ids {
-                self.cache.invalidate(id).await;
+                self.cache.invalidate(id);
             }
             Ok(ids.len())
         })
@@ -82,7 +83,7 @@ impl SessionStore for MemoryStore {
             let ids: Vec<String> =
                 self.cache.iter().filter(|(_, s)| session_belongs_to(s, user)).map(|(id, _)| (*id).clone()).collect();
             for id in &ids {
-                self.cache.invalidate(id).await;
+                self.cache.invalidate(id);
             }
             Ok(ids.len())
         })
@@ -93,7 +94,7 @@ impl SessionStore for MemoryStore {
             let ids: Vec<String> =
                 self.cache.iter().map(|(id, _)| (*id).clone()).filter(|id| session_handle(id) == handle).collect();
             for id in &ids {
-                self.cache.invalidate(id).await;
+                self.cache.invalidate(id);
             }
             Ok(ids.len())
         })
@@ -152,7 +153,7 @@ impl Store for MemoryStore {
                 .map(|(id, _)| id)
                 .collect();
             for id in &ended {
-                self.cache.invalidate(id.as_str()).await;
+                self.cache.invalidate(id.as_str());
             }
             Ok(ended.len())
         })

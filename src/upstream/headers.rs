@@ -49,12 +49,15 @@ pub fn is_identity_header(name: &HeaderName) -> bool {
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // `keep-alive`, `close` and `upgrade`, the usual tokens, are no other header's name (or removed below anyway).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !["keep-alive", "close", "upgrade"].iter().any(|t| n.eq_ignore_ascii_case(t)))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -77,33 +80,41 @@ pub fn remove_identity_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes Postern's own cookies from `Cookie`, keeping the upstream's.
+/// Removes Postern's own cookies from `Cookie`, keeping the upstream's, in one `Cookie` header (RFC 9113
+/// §8.2.3: an HTTP/2 client's cookie crumbs are joined with "; " toward HTTP/1.1).
 pub fn remove_own_cookies(headers: &mut HeaderMap, is_own: impl Fn(&str) -> bool) {
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if values.is_empty() {
-        return;
-    }
-    let mut kept = Vec::new();
-    for v in &values {
+    let (mut rewrite, mut values, mut kept) = (false, 0, String::new());
+    for v in headers.get_all(header::COOKIE) {
+        values += 1;
         // A header that is not text cannot be filtered; dropping it fails closed.
-        let Ok(text) = v.to_str() else { continue };
-        for pair in text.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
+        let Ok(text) = v.to_str() else {
+            rewrite = true;
+            continue;
+        };
+        for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            if is_own(cookie_name(pair)) {
+                rewrite = true;
                 continue;
             }
-            let name = pair.split('=').next().unwrap_or("").trim();
-            if !is_own(name) {
-                kept.push(pair);
+            if !kept.is_empty() {
+                kept.push_str("; ");
             }
+            kept.push_str(pair);
         }
+    }
+    if !rewrite && values <= 1 {
+        return;
     }
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_str(&kept)
     {
         headers.insert(header::COOKIE, v);
     }
+}
+
+fn cookie_name(pair: &str) -> &str {
+    pair.split('=').next().unwrap_or("").trim()
 }
 
 /// True when the request asks for a protocol upgrade (WebSocket).
@@ -162,5 +173,28 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_static("__Host-postern=abc"));
         remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
         assert!(!h.contains_key(header::COOKIE));
+        // Nothing of ours: left as sent.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1;  b=2"));
+        remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1;  b=2");
+        // HTTP/2 cookie crumbs become one header toward HTTP/1.1.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        remove_own_cookies(&mut h, |n| n.starts_with("__Host-postern"));
+        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+    }
+
+    #[test]
+    fn headers_named_in_connection_go_and_the_usual_tokens_change_nothing_else() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive, X-Secret , close"));
+        h.insert(HeaderName::from_static("x-secret"), HeaderValue::from_static("1"));
+        h.insert(HeaderName::from_static("keep-alive"), HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
     }
 }
