@@ -2,7 +2,8 @@
 //! down gracefully — stop accepting, let requests in flight finish within the grace period. Tests bind port 0
 //! and pass their own shutdown future.
 //!
-//! The runtime layout (tokio's multi-thread runtime, one accept loop per listener) is decided here only.
+//! The runtime layout (an accept loop per listener, each connection dealt to one of the single-threaded
+//! runtimes, one per core) is decided here only.
 
 pub mod simple;
 pub mod tls;
@@ -318,8 +319,8 @@ impl Activity {
 
 /// Drives `connection`, dropping (closing) it once it has been idle for `idle_timeout`: keep-alive connections
 /// nobody uses do not hold sockets and memory forever. A request in flight is never cut. Idleness is measured
-/// in checks a quarter of `idle_timeout` apart, so a connection closes between 1 and 1.5 × `idle_timeout` after
-/// its last activity.
+/// in checks a quarter of `idle_timeout` apart (at least 50 ms, at most 5 s), so a connection closes at most
+/// two checks after `idle_timeout` has passed since its last activity.
 async fn close_when_idle<F, E>(connection: F, activity: &Activity, idle_timeout: Duration) -> Result<(), E>
 where
     F: Future<Output = Result<(), E>>,
