@@ -24,21 +24,21 @@ use crate::upstream::headers as hdr;
 use crate::upstream::{Forward, PinnedUpstream};
 
 /// The connection a request arrived on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Conn {
     /// The peer's address.
     pub peer: SocketAddr,
     /// True on an HTTPS listener.
     pub tls: bool,
     /// The upstream connection this client connection keeps for itself (`[limits] upstream_connection_per_client`).
-    pub pinned: Option<Arc<PinnedUpstream>>,
+    pub pinned: Option<PinnedUpstream>,
     /// The peer's IP address as header text, for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
 }
 
 impl Conn {
     /// A connection from `peer`.
-    pub fn new(peer: SocketAddr, tls: bool, pinned: Option<Arc<PinnedUpstream>>) -> Conn {
+    pub fn new(peer: SocketAddr, tls: bool, pinned: Option<PinnedUpstream>) -> Conn {
         let peer_ip =
             HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Conn { peer, tls, pinned, peer_ip }
@@ -255,7 +255,7 @@ async fn route_and_forward(
         max_body,
         request_id,
         // An HTTP/1 client's requests come one at a time, so one upstream connection serves them all.
-        pinned: conn.pinned.as_deref().filter(|_| req.version() <= http::Version::HTTP_11),
+        pinned: conn.pinned.as_ref().filter(|_| req.version() <= http::Version::HTTP_11),
     };
     let mut req = req;
     hdr::remove_own_cookies(req.headers_mut(), |name| st.cookies.is_own_cookie(name));

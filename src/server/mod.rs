@@ -94,8 +94,8 @@ pub async fn run(listeners: Vec<Listener>, shared: Shared, shutdown: impl Future
                 let handshake_timeout = limits.header_read_timeout;
                 let serve = move |stream: TcpStream| async move {
                     let _permit = permit;
-                    let conn =
-                        Conn::new(peer, tls.is_some(), pin_upstream.then(|| Arc::new(PinnedUpstream::default())));
+                    // Shared by the connection's requests: one reference count to take per request.
+                    let conn = Arc::new(Conn::new(peer, tls.is_some(), pin_upstream.then(PinnedUpstream::default)));
                     let activity = Activity::new();
                     let service = {
                         let activity = activity.clone();

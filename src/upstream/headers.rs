@@ -83,34 +83,29 @@ pub fn remove_identity_headers(headers: &mut HeaderMap) {
 /// Removes Postern's own cookies from `Cookie`, keeping the upstream's, in one `Cookie` header (RFC 9113
 /// §8.2.3: an HTTP/2 client's cookie crumbs are joined with "; " toward HTTP/1.1).
 pub fn remove_own_cookies(headers: &mut HeaderMap, is_own: impl Fn(&str) -> bool) {
-    let (mut rewrite, mut values, mut kept) = (false, 0, String::new());
-    for v in headers.get_all(header::COOKIE) {
-        values += 1;
-        // A header that is not text cannot be filtered; dropping it fails closed.
-        let Ok(text) = v.to_str() else {
-            rewrite = true;
-            continue;
-        };
-        for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            if is_own(cookie_name(pair)) {
-                rewrite = true;
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.push_str("; ");
-            }
-            kept.push_str(pair);
-        }
-    }
-    if !rewrite && values <= 1 {
+    let values = headers.get_all(header::COOKIE);
+    // The common case, one header with nothing of Postern's in it, is left as sent without copying it.
+    let single = values.iter().nth(1).is_none();
+    let ours = |v: &HeaderValue| v.to_str().map_or(true, |text| cookie_pairs(text).any(|p| is_own(cookie_name(p))));
+    if single && !values.iter().any(ours) {
         return;
     }
+    let kept: Vec<&str> = values
+        .iter()
+        // A header that is not text cannot be filtered; dropping it fails closed.
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .filter(|p| !is_own(cookie_name(p)))
+        .collect();
+    let kept = (!kept.is_empty()).then(|| HeaderValue::from_str(&kept.join("; ")).ok()).flatten();
     headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept)
-    {
+    if let Some(v) = kept {
         headers.insert(header::COOKIE, v);
     }
+}
+
+fn cookie_pairs(text: &str) -> impl Iterator<Item = &str> {
+    text.split(';').map(str::trim).filter(|p| !p.is_empty())
 }
 
 fn cookie_name(pair: &str) -> &str {

@@ -57,23 +57,22 @@ impl PinnedUpstream {
         mut req: Request<Limited<Incoming>>,
     ) -> Result<Response<Incoming>, PinnedError> {
         let absolute = req.uri().clone();
-        let kept = self.take(upstream);
-        let reusable = match kept {
-            Some(mut sender) => match tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                Ok(Ok(())) => Some(sender),
+        let reusable = match self.take(upstream) {
+            Some(mut held) => match tokio::time::timeout(READY_WAIT, held.sender.ready()).await {
+                Ok(Ok(())) => Some(held),
                 _ => None,
             },
             None => None,
         };
-        let mut sender = match reusable {
-            Some(sender) => sender,
-            None => connect(connector, &absolute).await?,
+        let Held { upstream, mut sender } = match reusable {
+            Some(held) => held,
+            None => Held { upstream: upstream.clone(), sender: connect(connector, &absolute).await? },
         };
         // On its own connection the request goes in origin form (`/path?query`); Host is already set.
         *req.uri_mut() = origin_form(&absolute);
         match sender.try_send_request(req).await {
             Ok(response) => {
-                self.put(upstream, sender);
+                self.put(Held { upstream, sender });
                 Ok(response)
             }
             Err(mut e) => match e.take_message() {
@@ -87,17 +86,15 @@ impl PinnedUpstream {
         }
     }
 
-    fn take(&self, upstream: &url::Url) -> Option<http1::SendRequest<Limited<Incoming>>> {
+    /// The kept connection, if it is to `upstream` (one to another upstream is dropped, which closes it).
+    fn take(&self, upstream: &url::Url) -> Option<Held> {
         let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match slot.take() {
-            Some(held) if held.upstream == *upstream => Some(held.sender),
-            _ => None,
-        }
+        slot.take().filter(|held| held.upstream == *upstream)
     }
 
-    fn put(&self, upstream: &url::Url, sender: http1::SendRequest<Limited<Incoming>>) {
-        let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some(Held { upstream: upstream.clone(), sender });
+    /// Keeps `held` for the next request; its URL is cloned only when a connection is opened.
+    fn put(&self, held: Held) {
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(held);
     }
 }
 
