@@ -7,42 +7,20 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+
+use common::{identity, session_config};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header};
 use postern::assertion::{AssertionSigner, generate_key_pem};
 use postern::clock::Clock;
-use postern::config::SessionConfig;
-use postern::identity::{Identity, Proof};
 use postern::session::Sessions;
 use postern::session::cookie::CookieCodec;
 use postern::state::State;
-use serde_json::json;
-
-fn identity(i: u32) -> Identity {
-    let claims = json!({
-        "iss": "https://login.microsoftonline.com/8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a/v2.0",
-        "sub": format!("AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bb{i:08}"),
-        "oid": format!("00000000-0000-0000-66f3-{i:012}"),
-        "tid": "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a",
-        "name": format!("User {i}"),
-        "preferred_username": format!("user{i}@example.com"),
-        "email": format!("user{i}@example.com"),
-        "groups": ["5b1c3d2e-0000-0000-0000-000000000001", "9e2a4f6b-0000-0000-0000-000000000002"],
-        "exp": 1_800_003_600u64,
-    });
-    Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session)
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let config = SessionConfig {
-        secret: None,
-        previous_secrets: Vec::new(),
-        idle_timeout: Duration::from_secs(8 * 3600),
-        max_lifetime: Duration::from_secs(24 * 3600),
-        refresh_before: Duration::from_secs(60),
-    };
-    let sessions = Sessions::new(State::memory_store(), config, Clock::system());
+    let sessions = Sessions::new(State::memory_store(), session_config(), Clock::system());
     let codec = CookieCodec::new(&[b"bench session key, not a secret, long enough for hkdf"], true);
     let mut cookies = Vec::new();
     rt.block_on(async {

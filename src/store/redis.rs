@@ -1856,22 +1856,7 @@ mod grace_tests {
         let mut config = RedisConfig::parse(&redis.url, None).unwrap();
         config.grace = Duration::from_secs(30);
         let store = RedisStore::open(&config).unwrap();
-        let claims = serde_json::json!({"sub": "s", "oid": "o", "exp": 1});
-        let identity = crate::identity::Identity::from_claims(
-            claims.as_object().cloned().unwrap(),
-            crate::identity::Proof::Session,
-        );
-        let now = unix_now();
-        let session = Session {
-            id: Secret::new("ticket-g".into()),
-            identity,
-            id_token: None,
-            refresh_token: None,
-            created_at: now,
-            last_seen: now,
-            expires_at: now + 3600,
-            sid: None,
-        };
+        let session = tests::session("ticket-g");
         store.save(session).await.unwrap();
         assert!(store.load("ticket-g").await.unwrap().is_some());
         redis.kill();
