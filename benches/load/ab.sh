@@ -20,52 +20,20 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx || NGINX=$(command -v nginx)
 
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. "$(dirname "$0")/lib.sh"
 UP=$(free_port); NG=$(free_port); PA=$(free_port); PB=$(free_port)
-
-cat > "$work/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fcgi;
-  uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
-  upstream fixed { server 127.0.0.1:$UP; keepalive 128; }
-  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "hello from the upstream\n"; } }
-  server {
-    listen 127.0.0.1:$NG;
-    location / {
-      proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
-    }
-  }
-}
-CONF
-"$NGINX" -p "$work" -c "$work/nginx.conf" & pids+=($!)
+start_nginx "$UP" "$NG"
 
 declare -A BIN=([A]=$A [B]=$B) PORT=([A]=$PA [B]=$PB) PID COOKIE
 for x in A B; do
-  "${BIN[$x]}" demo --listen "127.0.0.1:${PORT[$x]}" --upstream "http://127.0.0.1:$UP" --log warn > "$work/$x.out" 2>&1 &
-  pids+=($!); PID[$x]=$!
+  start_demo "${BIN[$x]}" "$x" "${PORT[$x]}" "$UP" --log warn
+  PID[$x]=${pids[-1]}
 done
-for x in A B; do
-  for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/$x.out" 2>/dev/null && break; sleep 0.1; done
-done
-loc() { curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "$1"; }
-sign_in() { # base -> cookie
-  jar="$work/jar-$RANDOM"
-  a=$(loc "$1/"); b=$(loc "$a&login_hint=alice"); loc "$b" > /dev/null
-  awk '$6 == "postern" {print $7}' "$jar"
-}
 for x in A B; do
   COOKIE[$x]=$(sign_in "http://127.0.0.1:${PORT[$x]}")
   [ -n "${COOKIE[$x]}" ] || { echo "sign-in on $x failed" >&2; exit 1; }

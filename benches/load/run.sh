@@ -34,39 +34,15 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2" >&2; (apt-get
 need nginx nginx
 need wrk wrk
 need redis-server redis-server
-[ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx || NGINX=$(command -v nginx)
-
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+. "$here/lib.sh"
 UP=$(free_port); NG=$(free_port); PO=$(free_port); PR=$(free_port); RP=$(free_port)
 
-# The fixed upstream and nginx as a reverse proxy: one nginx process, two servers, one worker per core.
-cat > "$work/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/body; proxy_temp_path $work/proxy; fastcgi_temp_path $work/fcgi;
-  uwsgi_temp_path $work/uwsgi; scgi_temp_path $work/scgi;
-  upstream fixed { server 127.0.0.1:$UP; keepalive 128; }
-  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "hello from the upstream\n"; } }
-  server {
-    listen 127.0.0.1:$NG;
-    location / {
-      proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
-    }
-  }
-}
-CONF
-"$NGINX" -p "$work" -c "$work/nginx.conf" & pids+=($!)
+start_nginx "$UP" "$NG"
 
 # Postern: the demo (its development provider) in front of the fixed upstream.
 # POSTERN_BIN=path measures another build (to compare two versions on one machine).
@@ -74,9 +50,8 @@ if [ -n "${POSTERN_BIN:-}" ]; then POSTERN="$POSTERN_BIN"; else
   (cd "$top" && cargo build --release --quiet)
   POSTERN="${CARGO_TARGET_DIR:-$top/target}/release/postern"
 fi
-"$POSTERN" demo --listen "127.0.0.1:$PO" --upstream "http://127.0.0.1:$UP" --log warn > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
+start_demo "$POSTERN" demo "$PO" "$UP" --log warn
 PPID_POSTERN=${pids[-1]}
-for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 ISSUER=$(grep -o 'provider (for development only): [^ ]*' "$work/demo.out" | awk '{print $NF}')
 BASE="http://127.0.0.1:$PO"
 
@@ -84,18 +59,10 @@ BASE="http://127.0.0.1:$PO"
 mkdir -p "$work/redis"
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis" > /dev/null & pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RP") 2>/dev/null && break; sleep 0.1; done
-"$POSTERN" demo --listen "127.0.0.1:$PR" --upstream "http://127.0.0.1:$UP" --redis "redis://127.0.0.1:$RP" \
-  > "$work/demo-redis.out" 2> "$work/demo-redis.err" & pids+=($!)
-for _ in $(seq 100); do grep -q "Development OpenID provider" "$work/demo-redis.out" 2>/dev/null && break; sleep 0.1; done
+start_demo "$POSTERN" demo-redis "$PR" "$UP" --redis "redis://127.0.0.1:$RP"
 BASE_REDIS="http://127.0.0.1:$PR"
 
 # A session cookie: sign in as alice through the provider.
-loc() { curl -s -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' -w '%{redirect_url}' "$1"; }
-sign_in() { # base -> cookie
-  jar="$work/jar-$RANDOM"
-  a=$(loc "$1/"); b=$(loc "$a&login_hint=alice"); loc "$b" > /dev/null
-  awk '$6 == "postern" {print $7}' "$jar"
-}
 COOKIE=$(sign_in "$BASE")
 [ -n "$COOKIE" ] || { echo "sign-in failed" >&2; exit 1; }
 COOKIE_REDIS=$(sign_in "$BASE_REDIS")
