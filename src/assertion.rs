@@ -15,8 +15,12 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixTime};
 use crate::identity::Identity;
+
+/// An assertion is sent no later than this many seconds before it expires, so that it does not expire on its
+/// way or in a slow upstream.
+const REUSE_MARGIN: u64 = 60;
 
 /// Why a signing key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -129,22 +133,23 @@ impl AssertionSigner {
         self.jwks.clone()
     }
 
-    /// An assertion about `identity` for the upstream `audience`, as a header value. `reuse_key` names the
-    /// session or token it stands for: an assertion is reused for the same key and audience until a minute
-    /// before it expires. `None` only when signing failed (the random generator did).
+    /// An assertion about `identity` for the upstream `audience`, as a header value, and the time until which
+    /// it may be sent (a minute before it expires). `reuse_key` names the session or token it stands for: an
+    /// assertion is reused for the same key and audience until then. `None` only when signing failed (the
+    /// random generator did).
     pub fn assertion(
         &self,
         identity: &Identity,
         audience: &str,
         groups: &[&str],
         reuse_key: &str,
-    ) -> Option<HeaderValue> {
+    ) -> Option<(HeaderValue, UnixTime)> {
         let now = self.clock.now();
         let cache_key = format!("{reuse_key}\u{0}{audience}");
         if let Some((jwt, exp)) = self.cache.get(&cache_key)
-            && exp > now + 60
+            && exp > now + REUSE_MARGIN
         {
-            return Some(jwt);
+            return Some((jwt, exp - REUSE_MARGIN));
         }
         let exp = now + self.ttl.as_secs();
         let claims = json!({
@@ -170,7 +175,7 @@ impl AssertionSigner {
         // Base64url and dots: always a valid header value.
         let jwt = HeaderValue::try_from(jwt).ok()?;
         self.cache.insert(cache_key, (jwt.clone(), exp));
-        Some(jwt)
+        Some((jwt, exp.saturating_sub(REUSE_MARGIN)))
     }
 }
 
@@ -188,9 +193,14 @@ mod tests {
                 .unwrap();
         let claims = serde_json::json!({"sub": "s", "oid": "o", "email": "a@example.com"});
         let id = Identity::from_claims(claims.as_object().cloned().unwrap(), Proof::Session);
-        let jwt = signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket").unwrap();
-        assert_eq!(Some(&jwt), signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket").as_ref(), "reused");
-        assert_ne!(Some(&jwt), signer.assertion(&id, "http://other:8080", &["g1"], "ticket").as_ref(), "per audience");
+        let (jwt, until) = signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket").unwrap();
+        assert_eq!(
+            Some((jwt.clone(), until)),
+            signer.assertion(&id, "http://upstream:8080", &["g1"], "ticket"),
+            "reused"
+        );
+        let other = signer.assertion(&id, "http://other:8080", &["g1"], "ticket").unwrap();
+        assert_ne!(jwt, other.0, "per audience");
         let jwt = jwt.to_str().unwrap();
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&signer.jwks()).unwrap();
         let key = DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
@@ -203,6 +213,7 @@ mod tests {
         let exp = data.claims["exp"].as_u64().unwrap();
         let iat = data.claims["iat"].as_u64().unwrap();
         assert!(exp - iat <= 300);
+        assert_eq!(until, exp - 60, "sent until a minute before it expires");
     }
 
     #[test]

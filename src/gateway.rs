@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::authn::{self, Authn, Principal};
 use crate::body::{Body, full};
+use crate::identity_headers;
 use crate::metrics::{OutcomeLabels, RequestLabels, RouteLabels};
 
 use crate::oidc::login;
@@ -242,7 +243,7 @@ async fn route_and_forward(
         Some(q) => format!("{path}?{q}"),
         None => path,
     };
-    let identity_headers = principal.as_ref().map(|p| identity_headers(st, &route, p)).unwrap_or_default();
+    let identity_headers = principal.as_ref().map(|p| identity_headers::for_request(st, &route, p));
     let forward = Forward {
         route: &route,
         path_and_query: &path_and_query,
@@ -522,11 +523,11 @@ async fn forward_auth(st: &State, conn: &Conn, req: &Request<Incoming>, request_
         (hdr::X_FORWARDED_PREFERRED_USERNAME, HeaderName::from_static("x-auth-request-preferred-username")),
         (hdr::X_FORWARDED_GROUPS, HeaderName::from_static("x-auth-request-groups")),
     ];
-    for (name, value) in identity_headers(st, &route, &principal) {
-        if let Some((_, alias)) = aliases.iter().find(|(n, _)| *n == name) {
+    for (name, value) in identity_headers::for_request(st, &route, &principal).iter() {
+        if let Some((_, alias)) = aliases.iter().find(|(n, _)| n == name) {
             r.headers_mut().insert(alias.clone(), value.clone());
         }
-        r.headers_mut().insert(name, value);
+        r.headers_mut().insert(name.clone(), value.clone());
     }
     let empty = HeaderValue::from_static("");
     for (name, alias) in aliases {
@@ -724,51 +725,6 @@ fn audit_deny(
         auth = p.map(|p| p.identity().proof.as_str()).unwrap_or("-"),
         decision = "deny", reason, status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "denied"
     );
-}
-
-/// The identity headers for an allowed request: those the route asks for, and its extra headers. Groups are
-/// limited to those some policy names (and those matching `[upstream] group_filter`), so that a user in
-/// hundreds of groups does not produce headers (and assertions) an upstream refuses as too large.
-fn identity_headers(st: &State, route: &Arc<Route>, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
-    let id = p.identity();
-    let wanted = route.identity_headers;
-    let mut out = Vec::with_capacity(5 + route.extra_headers.len());
-    let add = |out: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, value: &str| {
-        // A claim that is not valid header text is left out rather than mangled.
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((name, v));
-        }
-    };
-    if wanted.user {
-        add(&mut out, hdr::X_FORWARDED_USER, &id.subject);
-    }
-    if let (true, Some(email)) = (wanted.email, &id.email) {
-        add(&mut out, hdr::X_FORWARDED_EMAIL, email);
-    }
-    if let (true, Some(u)) = (wanted.preferred_username, &id.preferred_username) {
-        add(&mut out, hdr::X_FORWARDED_PREFERRED_USERNAME, u);
-    }
-    let filter = &st.config.upstream.group_filter;
-    let groups: Vec<&str> = id
-        .groups
-        .iter()
-        .map(String::as_str)
-        .filter(|g| st.policy.mentions_group(g) || filter.iter().any(|f| crate::policy::glob(f, g)))
-        .collect();
-    if wanted.groups && !groups.is_empty() {
-        add(&mut out, hdr::X_FORWARDED_GROUPS, &groups.join(","));
-    }
-    if wanted.assertion
-        && let Some(assertion) = st.assertion.assertion(id, &route.upstream_origin, &groups, &p.reuse_key())
-    {
-        out.push((hdr::X_POSTERN_JWT_ASSERTION, assertion));
-    }
-    for (name, template) in &route.extra_headers {
-        if let Some(value) = template.render(id) {
-            add(&mut out, name.clone(), &value);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ pub struct Identity {
     pub expires_at: UnixTime,
     /// Every claim of the token, for policies that match on claims.
     pub claims: Map<String, Value>,
+    /// The identity headers already built for this identity, per route (a clone starts empty).
+    #[serde(skip)]
+    pub memo: crate::identity_headers::Memo,
 }
 
 impl Identity {
@@ -106,6 +109,7 @@ impl Identity {
             proof,
             expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
             claims,
+            memo: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod graph;
 pub mod http_client;
 pub mod identity;
+pub mod identity_headers;
 pub mod jwks;
 pub mod jwt;
 pub mod metrics;

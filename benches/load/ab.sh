@@ -3,8 +3,9 @@
 #
 #   benches/load/ab.sh OLD_BINARY NEW_BINARY [--rounds 8] [--duration 3s]
 #
-# Both run `postern demo` in front of one fixed nginx upstream; rounds alternate nginx as a reverse proxy, then
-# A and B on the public route and with a session cookie (wrk, 1 thread, 64 connections). Each line gives
+# Both run `postern demo` in front of one fixed nginx upstream; each round runs nginx as a reverse proxy, then
+# A and B on the public route, then both with a session cookie (wrk, 1 thread, 64 connections; which build goes
+# first alternates by round). Each line gives
 # requests/s, p99 and Postern's CPU time per request (perf stat task-clock of its process ÷ requests), which
 # moves less than throughput on a machine whose speed drifts. Medians at the end. Loopback only; needs nginx,
 # wrk and perf (the load script installs the first two).
@@ -55,9 +56,17 @@ measure() { # round build case wrk-arguments...
 for r in $(seq "$ROUNDS"); do
   wrk -t1 -c64 -d"$DURATION" "http://127.0.0.1:$NG/" | awk -v r="$r" '/Requests\/sec/ {printf "%s nginx - rps=%.0f\n", r, $2}' \
     | tee -a "$results"
-  for x in A B; do
-    measure "$r" "$x" public "http://127.0.0.1:${PORT[$x]}/public/"
-    measure "$r" "$x" session -H "Cookie: postern=${COOKIE[$x]}" "http://127.0.0.1:${PORT[$x]}/"
+  # Who goes first alternates, and so does the case order: a build measured right after the other, or a
+  # case right after a warm-up, would otherwise carry a bias of its own.
+  order="A B"; [ $((r % 2)) -eq 0 ] && order="B A"
+  for case in public session; do
+    for x in $order; do
+      if [ "$case" = public ]; then
+        measure "$r" "$x" public "http://127.0.0.1:${PORT[$x]}/public/"
+      else
+        measure "$r" "$x" session -H "Cookie: postern=${COOKIE[$x]}" "http://127.0.0.1:${PORT[$x]}/"
+      fi
+    done
   done
 done
 

@@ -7,7 +7,7 @@ pub mod pinned;
 
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -77,7 +77,7 @@ pub struct Forward<'a> {
     /// `http` or `https`: how the client reached Postern.
     pub proto: &'static str,
     /// Identity headers to add (after removing whatever the client sent under those names).
-    pub identity_headers: Vec<(HeaderName, HeaderValue)>,
+    pub identity_headers: Option<crate::identity_headers::Headers>,
     /// Remove `Authorization` (a bearer token meant for Postern is not the upstream's business).
     pub strip_authorization: bool,
     /// Time for the upstream to start answering.
@@ -191,11 +191,12 @@ impl UpstreamClient {
             }
         }
         // Whatever the client sent under a name Postern sets is replaced, never merged.
-        for (name, _) in &f.identity_headers {
+        let identity = f.identity_headers.as_deref().unwrap_or_default();
+        for (name, _) in identity {
             h.remove(name);
         }
-        for (name, value) in f.identity_headers {
-            h.append(name, value);
+        for (name, value) in identity {
+            h.append(name.clone(), value.clone());
         }
         if let Ok(id) = HeaderValue::from_str(f.request_id) {
             h.insert(headers::X_REQUEST_ID, id);
