@@ -105,24 +105,46 @@ impl View {
         {
             return Access::Unknown;
         }
-        let oid = identity.oid.as_deref().unwrap_or(&identity.sub).to_lowercase();
-        let name = identity.preferred_username.as_deref().filter(|_| config.match_user_name).map(str::to_lowercase);
-        if let Some(reason) = self.revoked_oids.get(&oid) {
+        // An empty directory (no SCIM, nothing revoked) knows nobody: no need to fold case to find out.
+        if self.by_oid.is_empty()
+            && self.by_name.is_empty()
+            && self.revoked_oids.is_empty()
+            && self.revoked_names.is_empty()
+        {
+            return Access::Unknown;
+        }
+        let oid = lowercase(identity.oid.as_deref().unwrap_or(&identity.sub));
+        let name = identity.preferred_username.as_deref().filter(|_| config.match_user_name).map(lowercase);
+        if let Some(reason) = self.revoked_oids.get(oid.as_ref()) {
             return Access::Revoked(reason.clone());
         }
-        if let Some(reason) = name.as_ref().and_then(|n| self.revoked_names.get(n)) {
+        if let Some(reason) = name.as_ref().and_then(|n| self.revoked_names.get(n.as_ref())) {
             return Access::Revoked(reason.clone());
         }
         let user = self
             .by_oid
-            .get(&oid)
-            .or_else(|| name.as_ref().and_then(|n| self.by_name.get(n)))
+            .get(oid.as_ref())
+            .or_else(|| name.as_ref().and_then(|n| self.by_name.get(n.as_ref())))
             .and_then(|id| self.data.users.get(id));
         match user {
             None => Access::Unknown,
             Some(u) if !u.active() => Access::Revoked("deactivated".into()),
             Some(u) => Access::Known(self.groups_of.get(&u.id).cloned().unwrap_or_default()),
         }
+    }
+}
+
+/// `s` in lower case, copied only when that changes it (object ids and most user names already are).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    // `str::to_lowercase` changes nothing exactly when no character has a different lower-case mapping (its one
+    // contextual rule, final sigma, concerns an upper-case letter).
+    if s.chars().all(|c| {
+        let mut lower = c.to_lowercase();
+        lower.next() == Some(c) && lower.next().is_none()
+    }) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.to_lowercase())
     }
 }
 

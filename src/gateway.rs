@@ -72,7 +72,7 @@ pub async fn handle(shared: &Shared, conn: &Conn, req: Request<Incoming>) -> Res
     st.metrics.in_flight.inc();
     let outcome = route_and_forward(&st, conn, req, &request_id, started).await;
     st.metrics.in_flight.dec();
-    let route = outcome.route.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| "-".to_string());
+    let route = outcome.route.as_ref().map_or_else(|| Arc::from("-"), |r| r.name.clone());
     let labels = RequestLabels {
         route: route.clone(),
         decision: if outcome.allow { "allow" } else { "deny" },
@@ -87,7 +87,7 @@ pub async fn handle(shared: &Shared, conn: &Conn, req: Request<Incoming>) -> Res
 /// 503 with `Retry-After`, when more requests are in flight than `[limits] max_in_flight`.
 fn overloaded(st: &State, req: &Request<Incoming>, request_id: &str) -> Response<Body> {
     tracing::warn!(request_id, limit = st.config.limits.max_in_flight, "shedding a request: too many in flight");
-    let labels = RequestLabels { route: "-".to_string(), decision: "deny", reason: "overloaded", status: 503 };
+    let labels = RequestLabels { route: Arc::from("-"), decision: "deny", reason: "overloaded", status: 503 };
     st.metrics.requests.get_or_create(&labels).inc();
     let mut r = Page::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -332,7 +332,16 @@ fn new_request_id() -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| crate::secret::random_token(6));
-    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Written by hand: `format!` costs more than the rest of this function and grows its string twice.
+    let digits = (64 - n.leading_zeros() as usize).div_ceil(4).max(1);
+    let mut id = String::with_capacity(prefix.len() + 1 + digits);
+    id.push_str(prefix);
+    id.push('-');
+    for i in (0..digits).rev() {
+        id.push(char::from(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]));
+    }
+    id
 }
 
 /// Postern's own endpoints.
@@ -583,10 +592,10 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form), else `Host`.
 fn request_host(req: &Request<Incoming>) -> Option<String> {
     let raw = match req.uri().authority() {
-        Some(a) => a.as_str().to_string(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?.to_string(),
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    let host = normalize_host(&raw);
+    let host = normalize_host(raw);
     (!host.is_empty()).then_some(host)
 }
 
@@ -746,5 +755,20 @@ mod future_size {
             |b: &'static crate::token::BearerValidator, t: &'static str, a: Option<&'static [String]>| b.validate(t, a),
         );
         assert!(validate <= 1024, "a cached bearer token's future is {validate} bytes: box the verification");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_a_process_prefix_and_a_hexadecimal_counter() {
+        let (a, b) = (super::new_request_id(), super::new_request_id());
+        let (prefix, n) = a.rsplit_once('-').unwrap();
+        let (prefix_b, m) = b.rsplit_once('-').unwrap();
+        assert_eq!(prefix, prefix_b);
+        assert!(!n.is_empty() && n.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        assert!(n == "0" || !n.starts_with('0'), "{a}");
+        let (n, m) = (u64::from_str_radix(n, 16).unwrap(), u64::from_str_radix(m, 16).unwrap());
+        assert!(m > n, "{a} then {b}");
     }
 }

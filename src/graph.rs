@@ -112,8 +112,8 @@ impl GraphGroups {
     /// True when `id`'s groups must come from Graph: its token reported an overage, or `always` is set and it
     /// is a user of the sign-in provider (app-only tokens and other issuers' tokens are left alone).
     pub fn needs_lookup(&self, id: &Identity) -> bool {
-        let ours = entra::could_match(&self.provider.config().issuer, &id.issuer);
-        ours && (id.groups_unresolved || (self.config.always && !entra::is_app_only(&id.claims)))
+        (id.groups_unresolved || (self.config.always && !entra::is_app_only(&id.claims)))
+            && entra::could_match(&self.provider.config().issuer, &id.issuer)
     }
 
     /// The transitive group ids of the user `oid` in tenant `tid`, from the cache or from Graph.

@@ -19,7 +19,7 @@ use crate::token::BearerValidator;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Route name, or `-` when none matched.
-    pub route: String,
+    pub route: Arc<str>,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// Reason code.
@@ -41,7 +41,7 @@ pub struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// Route name.
-    pub route: String,
+    pub route: Arc<str>,
 }
 
 /// Every metric Postern exports.

@@ -91,7 +91,7 @@ mod tests {
         let state = State::build(config, policy, State::memory_store(), Clock::system()).unwrap();
         let shared: Shared = Arc::new(ArcSwap::from_pointee(state));
         let before = shared.load_full();
-        let names = |s: &Shared| s.load().policy.routes().iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let names = |s: &Shared| s.load().policy.routes().iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
 
         std::fs::write(dir.join("policies/b.toml"), route("two", "/two")).unwrap();
         reload(&shared).unwrap();
@@ -131,9 +131,9 @@ mod tests {
         std::os::unix::fs::symlink("..v2", policies.join("..data_tmp")).unwrap();
         std::fs::rename(policies.join("..data_tmp"), policies.join("..data")).unwrap();
 
-        let mut seen = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         for _ in 0..100 {
-            seen = shared.load().policy.routes().iter().map(|r| r.name.clone()).collect();
+            seen = shared.load().policy.routes().iter().map(|r| r.name.to_string()).collect();
             if seen == ["renamed"] {
                 break;
             }

@@ -16,7 +16,8 @@ pub fn is_template(issuer: &str) -> bool {
 }
 
 fn find_placeholder(issuer: &str) -> Option<usize> {
-    issuer.to_ascii_lowercase().find(TENANT_PLACEHOLDER)
+    let placeholder = TENANT_PLACEHOLDER.as_bytes();
+    issuer.as_bytes().windows(placeholder.len()).position(|w| w.eq_ignore_ascii_case(placeholder))
 }
 
 /// `template` with `{tenantid}` replaced by `tid`; `template` itself when it has no placeholder.
@@ -44,9 +45,10 @@ pub fn could_match(configured: &str, iss: &str) -> bool {
 
 /// True for a tenant id in the form Entra puts in `tid`: a GUID (8-4-4-4-12 hexadecimal digits).
 pub fn is_tenant_id(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    s.len() == 36
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
 }
 
 fn tid(claims: &Map<String, Value>) -> Option<&str> {
@@ -152,6 +154,23 @@ mod tests {
         assert!(!could_match(T, "https://login.microsoftonline.com/x/y/v2.0"));
         assert!(!could_match(T, "https://login.microsoftonline.com//v2.0"));
         assert!(could_match("https://idp", "https://idp"));
+    }
+
+    #[test]
+    fn a_tenant_id_is_a_guid_and_nothing_else() {
+        assert!(is_tenant_id(TID));
+        assert!(is_tenant_id("8F5C0A2E-4B1D-4C3A-9E7F-0D6B5A4C3B2A"));
+        for bad in [
+            "",
+            "8f5c0a2e4b1d4c3a9e7f0d6b5a4c3b2a",
+            "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2",
+            "8f5c0a2e-4b1d-4c3a-9e7f0-d6b5a4c3b2a",
+            "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2g",
+            "8f5c0a2e-4b1d-4c3a-9e7f-0d6b5a4c3b2a-",
+            "8f5c0a2é-4b1d-4c3a-9e7f-0d6b5a4c3b2",
+        ] {
+            assert!(!is_tenant_id(bad), "{bad}");
+        }
     }
 
     #[test]

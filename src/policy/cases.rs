@@ -425,7 +425,7 @@ fn run_case(policy: &Policy, case: &Case) -> CaseResult {
         None => (None, Vec::new()),
     };
     if let Some(ExpectedRoute::Named(name)) = &case.expect.route
-        && !policy.routes().iter().any(|r| &r.name == name)
+        && !policy.routes().iter().any(|r| *r.name == **name)
     {
         problems.push(format!("expects route \"{name}\", but the policy has no route of that name"));
     }
@@ -434,7 +434,7 @@ fn run_case(policy: &Policy, case: &Case) -> CaseResult {
         allow: explanation.decision.allow,
         route: explanation.route_name().map(str::to_string),
         reason: explanation.decision.reason,
-        rule: explanation.decision.rule.clone(),
+        rule: explanation.decision.rule.as_deref().map(str::to_string),
     };
     let passed = problems.is_empty() && mismatches(&case.expect, &actual).is_empty();
     CaseResult {

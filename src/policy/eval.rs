@@ -13,7 +13,7 @@ pub struct Decision {
     /// Let the request through.
     pub allow: bool,
     /// The rule that decided (`policies/x.toml:12 allow[0]`), if one did.
-    pub rule: Option<String>,
+    pub rule: Option<std::sync::Arc<str>>,
     /// A reason code for logs, metrics and the deny page: `allowed`, `public`, `denied-by-rule`,
     /// `groups-unauthorized`, `mfa-required`, `no-rule-matched`, …
     pub reason: &'static str,

@@ -197,7 +197,7 @@ pub(crate) fn explain_request(policy: &Policy, method: &Method, url: &str, ident
             .candidates(&out.host)
             .into_iter()
             .map(|r| Candidate {
-                name: r.name.clone(),
+                name: r.name.to_string(),
                 location: r.location.clone(),
                 host: host_text(&r.host),
                 path: r.path.clone(),
@@ -222,7 +222,7 @@ pub(crate) fn explain_request(policy: &Policy, method: &Method, url: &str, ident
         }
     }
     let mut chosen = RouteExplanation {
-        name: route.name.clone(),
+        name: route.name.to_string(),
         location: route.location.clone(),
         public: route.public,
         refused: None,
@@ -299,7 +299,7 @@ fn group_names(ids: &[String], aliases: &BTreeMap<String, String>) -> Vec<String
 fn explain_rule(rule: &Rule, id: &Identity, aliases: &BTreeMap<String, String>) -> RuleExplanation {
     let conditions: Vec<ConditionExplanation> =
         rule.conditions.iter().map(|c| explain_condition(c, id, aliases)).collect();
-    RuleExplanation { label: rule.label.clone(), holds: conditions.iter().all(|c| c.holds), conditions }
+    RuleExplanation { label: rule.label.to_string(), holds: conditions.iter().all(|c| c.holds), conditions }
 }
 
 fn explain_condition(condition: &Condition, id: &Identity, aliases: &BTreeMap<String, String>) -> ConditionExplanation {

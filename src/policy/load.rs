@@ -103,7 +103,7 @@ pub fn load_sources(files: &[(PathBuf, String)]) -> Result<(Policy, Diagnostics)
             };
             if let Some(compiled) = c.route(route) {
                 let here = compiled.location.clone();
-                if let Some(at) = names.insert(compiled.name.clone(), here) {
+                if let Some(at) = names.insert(compiled.name.to_string(), here) {
                     out.0.push(src.error(
                         route.get_ref().name.span(),
                         format!("route name \"{}\" is already used at {at}; names must be unique", compiled.name),
@@ -301,7 +301,7 @@ impl RouteCompiler<'_, '_> {
         }
         let upstream = upstream?;
         Some(Route {
-            name,
+            name: name.into(),
             host: host?,
             path,
             methods,
@@ -428,7 +428,7 @@ impl RouteCompiler<'_, '_> {
                 format!("an empty {kind} list matches nobody; remove the condition or list values"),
             );
         }
-        Some(Rule { label, conditions })
+        Some(Rule { label: label.into(), conditions })
     }
 }
 

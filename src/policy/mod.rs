@@ -40,7 +40,7 @@ pub struct Policy {
 #[derive(Debug)]
 pub struct Route {
     /// Unique name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Host pattern.
     pub host: HostPattern,
     /// Normalised path prefix.
@@ -164,7 +164,7 @@ pub enum HostPattern {
 #[derive(Debug)]
 pub struct Rule {
     /// `policies/gitlab.toml:14 allow[0]`: where it is written.
-    pub label: String,
+    pub label: Arc<str>,
     /// The conditions, all of which must hold.
     pub conditions: Vec<Condition>,
 }

@@ -78,7 +78,28 @@ fn climbs_out(segment: &str) -> bool {
 
 /// [`normalize_path`] without the check for ambiguous dot segments: [`matching_path`] uses it on the readings
 /// it makes, which are allowed to have resolved them.
+/// True when `normalize` would give `raw` back as it is: an absolute path with no control character, no
+/// percent sign, and no empty, `.` or `..` segment (a trailing slash excepted).
+fn is_normal(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else { return false };
+    let mut segments = rest.split('/').peekable();
+    raw.bytes().all(|b| b >= 0x20 && b != 0x7f && b != b'%')
+        && std::iter::from_fn(|| segments.next().map(|s| (s, segments.peek().is_none())))
+            .all(|(s, last)| s != "." && s != ".." && (last || !s.is_empty()))
+}
+
 fn normalize(raw: &str) -> Result<String, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Most paths are already normal: nothing encoded, no empty or dot segment.
+    if is_normal(raw) {
+        return Ok(raw.to_string());
+    }
+    normalize_slowly(raw)
+}
+
+fn normalize_slowly(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -239,6 +260,28 @@ pub fn literal_prefix_len(pattern: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_shortcut_for_normal_paths_agrees_with_the_full_normalisation() {
+        // Every path of up to seven characters over the characters that matter to normalisation.
+        let mut paths = vec![String::from("/")];
+        let mut normal = 0;
+        for _ in 0..6 {
+            let longer: Vec<String> =
+                paths.iter().flat_map(|p| ["/", ".", "a", "%", ";", "\u{7f}"].map(|c| format!("{p}{c}"))).collect();
+            for p in &longer {
+                if super::is_normal(p) {
+                    normal += 1;
+                    assert_eq!(super::normalize_slowly(p).as_deref(), Ok(p.as_str()), "{p:?}");
+                }
+            }
+            paths = longer;
+        }
+        assert!(normal > 100, "the shortcut is taken for many paths ({normal})");
+        for not_normal in ["/a//b", "/.", "/a/..", "/a/./b", "//", "/%61", "/a\u{7f}", "a/b"] {
+            assert!(!super::is_normal(not_normal), "{not_normal:?}");
+        }
+    }
+
     #[test]
     fn globs_match_whole_segments_as_prefixes() {
         assert!(glob_prefix_match("/projects/*/settings", "/projects/web/settings"));

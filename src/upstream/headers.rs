@@ -62,10 +62,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    // One pass over the few headers a message has, rather than a lookup for each of the nine names.
-    let present: Vec<HeaderName> = headers.keys().filter(|n| HOP_BY_HOP.contains(n)).cloned().collect();
-    for name in present {
-        headers.remove(name);
+    // One pass over the few headers a message has, rather than a lookup for each of the nine names; which ones
+    // are present is kept as bits, not in a list to allocate.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
