@@ -446,7 +446,7 @@ pub fn forwarded_request(
         None => get("x-forwarded-host").or_else(|| get("host")).map(str::to_string),
     };
     let raw_host = raw_host.ok_or("missing-forwarded-host")?;
-    let host = normalize_host(&raw_host);
+    let host = normalize_host(&raw_host).into_owned();
     let target = match envoy_path {
         Some(path) => path.to_string(),
         None => get("x-forwarded-uri").ok_or("missing-forwarded-uri")?.to_string(),
@@ -590,7 +590,7 @@ async fn userinfo(st: &State, req: &Request<Incoming>, request_id: &str) -> Resp
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form), else `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host(req: &Request<Incoming>) -> Option<std::borrow::Cow<'_, str>> {
     let raw = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,

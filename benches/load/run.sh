@@ -10,8 +10,10 @@
 #   d. Postern with a cached bearer token   (identity headers and signed assertion on)
 #   e. Postern on a public route
 #   f. Postern with a session cookie, its sessions in Redis (a local redis-server, nothing persisted)
-# Rounds alternate the cases (each round starts one case later); medians are reported, with ratios to (b)
-# taken within each round. Also Postern's RSS idle and after
+# Every other case is measured right beside a run of (b) of its own — before it in odd rounds, after it in
+# even ones — and its ratio to (b) is taken from that pair: on a shared machine whose speed drifts by tens of
+# percent within minutes, only measurements seconds apart compare like with like. Rounds rotate the cases
+# (each round starts one case later); medians of the rounds are reported. Also Postern's RSS idle and after
 # the run. Results go to benches/results/ (kept out of git) and a Markdown table on stdout.
 # Installs nginx and wrk from the system's packages when missing. Loopback only.
 # PERF_CASE=c_postern_session (for example) also records a perf profile of Postern under that case's load.
@@ -87,19 +89,23 @@ declare -A CASE_ARGS=(
   [e_postern_public]="$BASE/public/"
   [f_postern_session_redis]="-H|Cookie: postern=$COOKIE_REDIS|$BASE_REDIS/"
 )
-ORDER=(a_upstream b_nginx c_postern_session d_postern_bearer e_postern_public f_postern_session_redis)
+ORDER=(a_upstream c_postern_session d_postern_bearer e_postern_public f_postern_session_redis)
 results="$work/results.txt"; : > "$results"
 run_wrk() { # case duration
   IFS='|' read -r -a args <<< "${CASE_ARGS[$1]}"
   wrk -t1 -c"$CONNS" -d"$2" --timeout 5s -s "$here/report.lua" "${args[@]}" | grep '^RESULT' || true
 }
-for c in "${ORDER[@]}"; do run_wrk "$c" "$WARMUP" > /dev/null; done
+for c in b_nginx "${ORDER[@]}"; do run_wrk "$c" "$WARMUP" > /dev/null; done
+measure() { # round case label
+  local line; line=$(run_wrk "$2" "$DURATION"); echo "$1 $3 $line" >> "$results"; echo "round $1 $3: ${line#RESULT }" >&2
+}
 for r in $(seq "$ROUNDS"); do
   # Each round starts one case later, so that a machine whose speed drifts during a round favours no case.
   n=${#ORDER[@]}; rotated=()
   for i in $(seq 0 $((n - 1))); do rotated+=("${ORDER[$(( (i + r - 1) % n ))]}"); done
   for c in "${rotated[@]}"; do
-    line=$(run_wrk "$c" "$DURATION"); echo "$r $c $line" >> "$results"; echo "round $r $c: ${line#RESULT }" >&2
+    if [ $((r % 2)) -eq 1 ]; then measure "$r" b_nginx "b_nginx:$c"; measure "$r" "$c" "$c"
+    else measure "$r" "$c" "$c"; measure "$r" b_nginx "b_nginx:$c"; fi
   done
 done
 RSS_AFTER=$(rss)
@@ -121,21 +127,28 @@ table="$work/table.md"
 python3 - "$results" "$RSS_IDLE" "$RSS_AFTER" "$CONNS" "$DURATION" "$ROUNDS" > "$table" <<'PY'
 import re, statistics, sys, platform, os, datetime
 path, rss_idle, rss_after, conns, duration, rounds = sys.argv[1:]
-data = {}
+data, own, beside = {}, {}, {}
 for line in open(path):
     parts = line.split()
     if len(parts) < 3: continue
-    case = parts[1]; kv = dict(p.split('=') for p in parts[3:] if '=' in p)
-    data.setdefault(case, []).append({k: float(v) for k, v in kv.items()})
+    rnd, label = parts[0], parts[1]; kv = dict(p.split('=') for p in parts[3:] if '=' in p)
+    values = {k: float(v) for k, v in kv.items()}
+    # `b_nginx:<case>` is the nginx run measured beside <case> in that round.
+    case, _, partner = label.partition(':')
+    data.setdefault(case, []).append(values)
+    if partner:
+        beside[(partner, rnd)] = values
+    else:
+        own[(case, rnd)] = values
 med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in data.items()}
-ref = med.get('b_nginx', {})
-# Ratios to nginx are taken within each round (the same minutes of the same machine), then the median of those.
-refs = data.get('b_nginx', [])
+# Each case's ratio to nginx comes from the nginx run beside it in the same round; the median over the rounds.
 def ratio(case, key):
-    pairs = [(r[key], b[key]) for r, b in zip(data[case], refs) if b[key] > 0]
-    return statistics.median(x / y for x, y in pairs) if pairs else float('nan')
+    if case == 'b_nginx':
+        return 1.0
+    rs = [v[key] / beside[k][key] for k, v in own.items() if k[0] == case and k in beside and beside[k][key] > 0]
+    return statistics.median(rs) if rs else float('nan')
 cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-print(f"Machine: {os.cpu_count()} cores, {cpu}; {datetime.date.today()}; wrk 1 thread, {conns} connections, {duration} x {rounds} rounds; medians, ratios to nginx taken within each round\n")
+print(f"Machine: {os.cpu_count()} cores, {cpu}; {datetime.date.today()}; wrk 1 thread, {conns} connections, {duration} x {rounds} rounds; medians; each ratio to nginx from the nginx run beside it\n")
 print("| case | requests/s | × nginx | p50 | p99 | p99.9 | p99 × nginx | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for c in sorted(med):

@@ -86,7 +86,7 @@ fn handoff_redirect(st: &State, ticket: &str, target: &url::Url) -> Option<Respo
     let handoff = Handoff {
         i: random_token(16),
         k: ticket.to_string(),
-        h: crate::policy::path::normalize_host(target.host_str()?),
+        h: crate::policy::path::normalize_host(target.host_str()?).into_owned(),
         p: path,
         e: st.clock.now() + HANDOFF_TTL,
     };

@@ -186,7 +186,7 @@ pub(crate) fn explain_request(policy: &Policy, method: &Method, url: &str, ident
             return out;
         }
     }
-    out.host = uri.authority().map(|a| normalize_host(a.as_str())).unwrap_or_default();
+    out.host = uri.authority().map(|a| normalize_host(a.as_str()).into_owned()).unwrap_or_default();
     if out.host.is_empty() {
         out.problem = Some("the URL names no host".to_string());
         out.decision = deny("missing-host");

@@ -204,8 +204,9 @@ pub fn matching_path(normalized: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(path)
 }
 
-/// Normalises a host for matching: lower case, without a port and without a trailing dot.
-pub fn normalize_host(raw: &str) -> String {
+/// Normalises a host for matching: lower case, without a port and without a trailing dot (copied only when
+/// a letter must be lowered).
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     let raw = raw.trim();
     let host = if raw.starts_with('[') {
         // [v6]:port
@@ -219,7 +220,12 @@ pub fn normalize_host(raw: &str) -> String {
             _ => raw,
         }
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 /// True when `path` equals `prefix` or continues it at a segment boundary (`/admin` covers `/admin/x`, not
