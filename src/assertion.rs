@@ -19,7 +19,8 @@ use crate::clock::{Clock, UnixTime};
 use crate::identity::Identity;
 
 /// An assertion is sent no later than this many seconds before it expires, so that it does not expire on its
-/// way or in a slow upstream.
+/// way or in a slow upstream — or half its lifetime, for a `ttl` under two minutes (else one under a minute
+/// would be signed afresh for every request).
 const REUSE_MARGIN: u64 = 60;
 
 /// Why a signing key could not be used.
@@ -38,6 +39,8 @@ pub struct AssertionSigner {
     jwks: Bytes,
     issuer: String,
     ttl: Duration,
+    /// Seconds before expiry after which an assertion is no longer sent (see [`REUSE_MARGIN`]).
+    reuse_margin: u64,
     clock: Clock,
     rng: SystemRandom,
     /// Signed assertions ready to send: a header value is shared, not copied, each time it is sent.
@@ -108,6 +111,7 @@ impl AssertionSigner {
             jwks: Bytes::from(jwks.to_string()),
             issuer,
             ttl,
+            reuse_margin: REUSE_MARGIN.min(ttl.as_secs() / 2),
             clock,
             rng: SystemRandom::new(),
             cache: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
@@ -147,9 +151,9 @@ impl AssertionSigner {
         let now = self.clock.now();
         let cache_key = format!("{reuse_key}\u{0}{audience}");
         if let Some((jwt, exp)) = self.cache.get(&cache_key)
-            && exp > now + REUSE_MARGIN
+            && exp > now + self.reuse_margin
         {
-            return Some((jwt, exp - REUSE_MARGIN));
+            return Some((jwt, exp - self.reuse_margin));
         }
         let exp = now + self.ttl.as_secs();
         let claims = json!({
@@ -175,7 +179,7 @@ impl AssertionSigner {
         // Base64url and dots: always a valid header value.
         let jwt = HeaderValue::try_from(jwt).ok()?;
         self.cache.insert(cache_key, (jwt.clone(), exp));
-        Some((jwt, exp.saturating_sub(REUSE_MARGIN)))
+        Some((jwt, exp.saturating_sub(self.reuse_margin)))
     }
 }
 
@@ -214,6 +218,20 @@ mod tests {
         let iat = data.claims["iat"].as_u64().unwrap();
         assert!(exp - iat <= 300);
         assert_eq!(until, exp - 60, "sent until a minute before it expires");
+    }
+
+    #[test]
+    fn a_short_lived_assertion_is_reused_for_half_its_life() {
+        let pem = generate_key_pem().unwrap();
+        let clock = Clock::system();
+        let signer =
+            AssertionSigner::new(&pem, "https://postern.example".into(), Duration::from_secs(30), clock.clone())
+                .unwrap();
+        let id = Identity::from_claims(serde_json::json!({"sub": "s"}).as_object().cloned().unwrap(), Proof::Session);
+        let (jwt, until) = signer.assertion(&id, "http://upstream:8080", &[], "ticket").unwrap();
+        let now = clock.now();
+        assert!(until > now && until <= now + 15, "until {until}, now {now}");
+        assert_eq!(signer.assertion(&id, "http://upstream:8080", &[], "ticket").map(|a| a.0), Some(jwt), "reused");
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub fn for_request(st: &State, route: &Arc<Route>, p: &Principal) -> Headers {
         return headers;
     }
     let (headers, until) = build(st, route, p);
-    id.memo.put(&st.policy, route, until, headers.clone());
+    // Not kept when there is nothing to reuse: a failed signature (tried again next time).
+    if until > now {
+        id.memo.put(&st.policy, route, until, headers.clone());
+    }
     headers
 }
 
@@ -74,7 +77,7 @@ fn build(st: &State, route: &Route, p: &Principal) -> (Headers, UnixTime) {
                 out.push((hdr::X_POSTERN_JWT_ASSERTION, assertion));
                 until = reuse_until;
             }
-            // Signing failed: nothing to keep, the next request tries again.
+            // Signing failed: nothing to keep.
             None => until = 0,
         }
     }
@@ -115,9 +118,6 @@ impl Memo {
     }
 
     fn put(&self, policy: &Arc<Policy>, route: &Arc<Route>, until: UnixTime, headers: Headers) {
-        if until == 0 {
-            return;
-        }
         let old = self.0.load();
         let mut entries = Vec::with_capacity(ROUTES_KEPT);
         entries.push(Entry { policy: Arc::downgrade(policy), route: Arc::downgrade(route), until, headers });
@@ -215,13 +215,10 @@ allow = [{ users = ["alice"] }]
     }
 
     #[test]
-    fn a_failed_signature_is_not_kept_and_few_routes_are() {
+    fn with_more_routes_than_are_kept_the_oldest_goes() {
         let policy = policy();
         let id = alice();
         let gitlab = &policy.routes()[0];
-        id.memo.put(&policy, gitlab, 0, headers("alice"));
-        assert!(id.memo.get(&policy, gitlab, 0).is_none());
-        // More routes than are kept: the oldest goes.
         let many: Vec<Arc<Policy>> = (0..ROUTES_KEPT).map(|_| self::policy()).collect();
         id.memo.put(&policy, gitlab, UnixTime::MAX, headers("first"));
         for p in &many {

@@ -57,6 +57,8 @@ impl PinnedUpstream {
         mut req: Request<Limited<Incoming>>,
     ) -> Result<Response<Incoming>, PinnedError> {
         let absolute = req.uri().clone();
+        // Never a guess: a URI without its origin form goes through the pool as it is.
+        let Some(origin) = origin_form(&absolute) else { return Err(PinnedError::NotSent(Box::new(req))) };
         let reusable = match self.take(upstream) {
             Some(mut held) => match tokio::time::timeout(READY_WAIT, held.sender.ready()).await {
                 Ok(Ok(())) => Some(held),
@@ -69,7 +71,7 @@ impl PinnedUpstream {
             None => Held { upstream: upstream.clone(), sender: connect(connector, &absolute).await? },
         };
         // On its own connection the request goes in origin form (`/path?query`); Host is already set.
-        *req.uri_mut() = origin_form(&absolute);
+        *req.uri_mut() = origin;
         match sender.try_send_request(req).await {
             Ok(response) => {
                 self.put(Held { upstream, sender });
@@ -114,11 +116,11 @@ async fn connect(connector: &Connector, uri: &Uri) -> Result<http1::SendRequest<
 }
 
 /// `/path?query` of an absolute URI.
-fn origin_form(uri: &Uri) -> Uri {
+fn origin_form(uri: &Uri) -> Option<Uri> {
     let mut parts = uri.clone().into_parts();
     parts.scheme = None;
     parts.authority = None;
-    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+    Uri::from_parts(parts).ok()
 }
 
 #[cfg(test)]
@@ -128,8 +130,8 @@ mod tests {
     #[test]
     fn origin_form_keeps_path_and_query_only() {
         let uri: Uri = "https://gitlab.internal:8443/base/a?x=1".parse().unwrap();
-        assert_eq!(origin_form(&uri).to_string(), "/base/a?x=1");
+        assert_eq!(origin_form(&uri).unwrap().to_string(), "/base/a?x=1");
         let uri: Uri = "http://10.0.0.5".parse().unwrap();
-        assert_eq!(origin_form(&uri).to_string(), "/");
+        assert_eq!(origin_form(&uri).unwrap().to_string(), "/");
     }
 }

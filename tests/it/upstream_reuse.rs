@@ -120,14 +120,18 @@ impl Connection {
     }
 }
 
-async fn start(a: &Counting, b: &Counting, config_extra: &str) -> Postern {
-    start_postern(Options { policy: policy(a, b), config_extra: config_extra.to_string(), ..Options::default() }).await
+/// Upstreams A (closing its connection after each answer when `a_closes`) and B, and Postern routing `/a/` and
+/// `/b/` to them.
+async fn start(a_closes: bool, config_extra: &str) -> (Counting, Counting, Postern) {
+    let (a, b) = (Counting::start("A", a_closes).await, Counting::start("B", false).await);
+    let options = Options { policy: policy(&a, &b), config_extra: config_extra.to_string(), ..Options::default() };
+    let postern = start_postern(options).await;
+    (a, b, postern)
 }
 
 #[tokio::test]
 async fn an_http1_client_connection_keeps_one_upstream_connection_for_all_its_requests() {
-    let (a, b) = (Counting::start("A", false).await, Counting::start("B", false).await);
-    let postern = start(&a, &b, "").await;
+    let (a, _b, postern) = start(false, "").await;
 
     let mut first = Connection::open(&postern).await;
     for i in 0..5 {
@@ -144,8 +148,7 @@ async fn an_http1_client_connection_keeps_one_upstream_connection_for_all_its_re
 
 #[tokio::test]
 async fn every_request_on_one_client_connection_reaches_the_upstream_its_route_names() {
-    let (a, b) = (Counting::start("A", false).await, Counting::start("B", false).await);
-    let postern = start(&a, &b, "").await;
+    let (a, b, postern) = start(false, "").await;
 
     let mut conn = Connection::open(&postern).await;
     for path in ["/a/1", "/b/1", "/b/2", "/a/2", "/b/3", "/a/3", "/a/4"] {
@@ -157,8 +160,7 @@ async fn every_request_on_one_client_connection_reaches_the_upstream_its_route_n
 
 #[tokio::test]
 async fn a_kept_upstream_connection_the_upstream_closed_is_replaced_unnoticed() {
-    let (a, b) = (Counting::start("A", true).await, Counting::start("B", false).await);
-    let postern = start(&a, &b, "").await;
+    let (a, _b, postern) = start(true, "").await;
 
     let mut conn = Connection::open(&postern).await;
     for i in 0..4 {
@@ -171,8 +173,7 @@ async fn a_kept_upstream_connection_the_upstream_closed_is_replaced_unnoticed() 
 
 #[tokio::test]
 async fn with_connection_per_client_off_requests_share_the_pool() {
-    let (a, b) = (Counting::start("A", false).await, Counting::start("B", false).await);
-    let postern = start(&a, &b, "[limits]\nupstream_connection_per_client = false\n").await;
+    let (a, _b, postern) = start(false, "[limits]\nupstream_connection_per_client = false\n").await;
 
     // More client connections, one after another, than Postern has worker threads (each keeps a pool).
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
